@@ -1,0 +1,146 @@
+"""`minimize`: check the inputs, ravel x0, run the compiled loop, build the Solution."""
+
+import numbers
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._loop import run_solver
+from ._solution import MESSAGES, Solution, Status
+from .solvers import LBFGS, AbstractSolver
+
+_ERROR_MESSAGES = [f"minimize did not converge: {MESSAGES[s]}" for s in Status]
+
+
+def _is_dynamic(leaf) -> bool:
+    # Floats are traced: a new value (of x0, args or a hyperparameter) compiles
+    # nothing and can be differentiated. Ints, bools and other objects are structure.
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex))
+
+
+def _check_x0(x0) -> None:
+    leaves = jax.tree.leaves(x0)
+    if not leaves:
+        raise ValueError("`x0` must contain at least one array; got an empty pytree.")
+    for leaf in leaves:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            if isinstance(leaf, float):
+                continue
+            raise ValueError(
+                f"`x0` must be a pytree of floating arrays; got a leaf of type "
+                f"{type(leaf).__name__} ({leaf!r}). Use e.g. `jnp.asarray(x0, float)`."
+            )
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(
+                f"`x0` must be floating point (float32 or float64); got dtype {dtype}. "
+                "Convert it, e.g. `x0.astype(jnp.float32)`."
+            )
+
+
+def _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver) -> None:
+    if not isinstance(solver, AbstractSolver):
+        raise TypeError(f"`solver` must be a jaxmin solver such as `jm.LBFGS()`; got {solver!r}.")
+    name = type(solver).__name__
+    if (eq is not None or ineq is not None) and not solver.takes_constraints:
+        raise ValueError(
+            f"{name} is an unconstrained solver and does not take `eq`/`ineq` "
+            "constraints; use a constrained solver such as `jm.SQP`."
+        )
+    if bounds is not None and not solver.takes_bounds:
+        raise ValueError(f"{name} does not take `bounds` in this version of jaxmin.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
+        raise ValueError(f"`max_steps` must be a non-negative int; got {max_steps!r}.")
+    if implicit_solver is not None:
+        raise NotImplementedError(
+            "`implicit_solver` needs implicit differentiation, which this version of "
+            "jaxmin does not have yet."
+        )
+
+
+def minimize(
+    fn,
+    x0,
+    solver: AbstractSolver = LBFGS(),
+    args=(),
+    *,
+    eq=None,
+    ineq=None,
+    bounds=None,
+    max_steps: int = 1000,
+    throw: bool = False,
+    verbose: bool = False,
+    implicit_solver=None,
+) -> Solution:
+    """Minimise `fn(x, *args)` over `x`, starting from `x0`.
+
+    **Arguments:**
+
+    - `fn`: `fn(x, *args)` returning a real scalar; `x` has the structure of `x0`.
+    - `x0`: any pytree of floating arrays; the solve runs in its dtype.
+    - `solver`: e.g. `jm.LBFGS()`.
+    - `args`: extra arguments of `fn`; a non-tuple is taken as `(args,)`.
+    - `eq`, `ineq`, `bounds`: constraints, for solvers that take them.
+    - `max_steps`: iteration cap (`Status.MAX_STEPS` when reached).
+    - `throw`: raise (also under `jit`) when the solve did not converge.
+    - `verbose`: print one line per iteration (also under `jit`).
+    - `implicit_solver`: linear solver of the implicit-differentiation rule.
+
+    The whole solve is one compiled `lax.while_loop`. Calling again with the same
+    `fn` object, an equal solver and inputs of the same shapes compiles nothing; float
+    leaves of `x0`, `args` and the solver's hyperparameters are traced, other leaves
+    are static. Works under `jax.jit` and `jax.vmap`.
+    """
+    if not isinstance(args, tuple):
+        args = (args,)
+    _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
+    _check_x0(x0)
+    leaves, treedef = jax.tree.flatten((fn, x0, args, solver))
+    dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
+    static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
+    # Outside any trace the failure is raised here, as a plain Python error; inside
+    # `jit`/`vmap` the compiled solve raises it at run time.
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
+    sol = _solve((treedef, static, throw and traced, verbose), dynamic, np.int32(max_steps))
+    if throw and not traced and not bool(sol.success):
+        raise RuntimeError(f"minimize did not converge: {sol.message}")
+    return sol
+
+
+@jax.jit(static_argnums=0)
+def _solve(static, dynamic, max_steps) -> Solution:
+    treedef, static_leaves, throw, verbose = static
+    leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
+    fn, x0, args, solver = jax.tree.unflatten(treedef, leaves)
+    x0 = jax.tree.map(jnp.asarray, x0)
+    x_flat, unravel = ravel_pytree(x0)
+
+    def flat_fn(x, *args):
+        return fn(unravel(x), *args)
+
+    out = jax.eval_shape(flat_fn, x_flat, *args)
+    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()):
+        raise ValueError(f"`fn` must return a scalar; got {out}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(f"`fn` must return a real floating-point scalar; got dtype {out.dtype}.")
+
+    x, state, num_steps, status = run_solver(solver, flat_fn, x_flat, args, max_steps, verbose)
+    success = status == Status.CONVERGED
+    sol = Solution(
+        x=unravel(x),
+        fun=state.f,
+        grad=unravel(state.g),
+        success=success,
+        status=status,
+        num_steps=num_steps,
+        num_fun_evals=state.num_fun_evals,
+        num_hvp_evals=state.num_hvp_evals,
+        multipliers=getattr(state, "multipliers", None),
+        state=state,
+    )
+    if throw:
+        sol = eqx.branched_error_if(sol, ~success, status, _ERROR_MESSAGES)
+    return sol

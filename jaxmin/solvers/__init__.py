@@ -1,0 +1,6 @@
+"""Solvers: each an `eqx.Module` of hyperparameters with `init`/`step`/`terminate`."""
+
+from ._base import AbstractSolver as AbstractSolver
+from ._base import AbstractState as AbstractState
+from ._lbfgs import LBFGS as LBFGS
+from ._lbfgs import two_loop as two_loop

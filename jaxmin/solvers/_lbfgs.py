@@ -1,0 +1,161 @@
+"""Limited-memory BFGS (Nocedal & Wright, Alg. 7.4-7.5).
+
+Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - g`,
+`rho = 1 / s.y`; initial inverse-Hessian scale `gamma`.
+"""
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, Scalar
+
+from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
+from .._solution import Status
+from .._typing import ScalarLike, Vector
+from ..linesearch import AbstractLineSearch, Zoom
+from ._base import AbstractSolver, AbstractState
+
+
+class _LBFGSState(AbstractState):
+    # at the current iterate
+    f: Scalar
+    g: Vector
+    # curvature memory: a ring buffer, the newest pair in row (k - 1) % m; rows whose
+    # rho is 0 are empty and drop out of the two-loop recursion
+    s_hist: Float[Array, "m n"]
+    y_hist: Float[Array, "m n"]
+    rho: Float[Array, " m"]
+    k: Int[Array, ""]  # pairs stored since the last reset
+    gamma: Scalar
+    # bookkeeping
+    status: Int[Array, ""]
+    alpha: Scalar
+    ls_evals: Int[Array, ""]
+    num_fun_evals: Int[Array, ""]
+    num_hvp_evals: Int[Array, ""]
+
+
+def two_loop(g: Vector, s_hist, y_hist, rho, k, gamma: Scalar) -> Vector:
+    """`H g` for the L-BFGS inverse Hessian `H` (N&W Alg. 7.4), `H0 = gamma I`.
+
+    Pairs are visited newest first, row `(k - 1 - i) % m` on pass `i`, and oldest
+    first on the way back. Empty rows have `rho = 0` and change nothing.
+    """
+    m = rho.shape[0]
+
+    def backward(i, carry):
+        q, a = carry
+        j = (k - 1 - i) % m
+        a_j = rho[j] * jnp.dot(s_hist[j], q)
+        return q - a_j * y_hist[j], a.at[j].set(a_j)
+
+    def forward(i, r):
+        j = (k - m + i) % m
+        b = rho[j] * jnp.dot(y_hist[j], r)
+        return r + (a[j] - b) * s_hist[j]
+
+    q, a = lax.fori_loop(0, m, backward, (g, jnp.zeros_like(rho)))
+    return lax.fori_loop(0, m, forward, gamma * q)
+
+
+class LBFGS(AbstractSolver[_LBFGSState]):
+    """Limited-memory BFGS with a line search (Nocedal & Wright, Alg. 7.4-7.5).
+
+    The first step, and the first after a memory reset, is steepest descent scaled to
+    unit length (`H0 = I / ||g||`); afterwards `H0 = gamma I` with
+    `gamma = s.y / y.y` (N&W eq. 7.20). A pair with `s.y <= eps ||s|| ||y||` is skipped,
+    keeping `H` positive definite. A step that fails (its line search found no
+    decrease, or it changed f by less than rounding) resets the memory; a failure
+    from steepest descent ends the solve as `LINESEARCH_FAILED`, or `STAGNATED`
+    where the change is lost in f's precision.
+
+    **Arguments:**
+
+    - `history_size`: number of `(s, y)` pairs kept.
+    - `linesearch`: an `AbstractLineSearch` (strong Wolfe keeps `s.y > 0`).
+    - `gtol`: stop when `max|g| <= gtol`.
+    """
+
+    history_size: int = eqx.field(default=10, static=True)
+    linesearch: AbstractLineSearch = Zoom()
+    gtol: ScalarLike = 1e-5
+
+    def __check_init__(self):
+        if not isinstance(self.history_size, int) or self.history_size < 1:
+            raise ValueError("`LBFGS(history_size=...)` must be a positive int.")
+        if isinstance(self.gtol, (int, float)) and self.gtol < 0:
+            raise ValueError("`LBFGS(gtol=...)` must be non-negative.")
+        if not isinstance(self.linesearch, AbstractLineSearch):
+            raise TypeError("`LBFGS(linesearch=...)` must be a `jm.linesearch` search.")
+
+    def init(self, fn, x, args):
+        f, g = jax.value_and_grad(fn)(x, *args)
+        f = f.astype(x.dtype)
+        m, n = self.history_size, x.shape[0]
+        zero = jnp.zeros((), x.dtype)
+        return _LBFGSState(
+            f=f, g=g,
+            s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
+            rho=jnp.zeros(m, x.dtype), k=jnp.array(0, jnp.int32), gamma=zero,
+            status=jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
+            alpha=zero, ls_evals=jnp.array(0, jnp.int32),
+            num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
+        )
+
+    def step(self, fn, x, state, args):
+        f, g, k = state.f, state.g, state.k
+        # H0 = I / ||g||: a unit first step, with no history to scale it
+        gamma = jnp.where(k == 0, 1 / jnp.linalg.norm(g), state.gamma)
+        p = -two_loop(g, state.s_hist, state.y_hist, state.rho, k, gamma)
+        # rounding can cost descent; fall back to steepest descent and forget
+        descent = jnp.dot(g, p) < 0
+        p = jnp.where(descent, p, -g / jnp.linalg.norm(g))
+        k = jnp.where(descent, k, 0)
+        rho = jnp.where(descent, state.rho, 0.0)
+
+        f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
+        ls = self.linesearch(f_and_g, x, p, f, g, 1.0)
+        accept = ls.ok | (ls.f < f)
+        x_new = jnp.where(accept, x + ls.alpha * p, x)
+        f_new = jnp.where(accept, ls.f, f)
+        g_new = jnp.where(accept, ls.g, g)
+
+        # A failed step: no decrease, or a change of f lost in rounding. It stagnated
+        # when f did not change, or when even a gradient step's predicted decrease
+        # (curvature from the last pair) is below f's precision.
+        lost = below_precision(ls.f - f, f, x)
+        failed = ~accept | lost
+        stop = failed & (k == 0)
+        predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * jnp.dot(g, g), jnp.inf)
+        stagnated = (accept & lost) | (~accept & below_precision(predicted, f, x))
+        status = jnp.where(
+            stagnated,
+            Status.STAGNATED,
+            jnp.where(jnp.isfinite(ls.f), Status.LINESEARCH_FAILED, Status.NONFINITE),
+        )
+
+        s, y = x_new - x, g_new - g
+        sy = jnp.dot(s, y)
+        store = ~failed & (sy > eps(x) * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+        row = k % self.history_size
+        rho = rho.at[row].set(jnp.where(store, 1 / sy, rho[row]))
+        rho = jnp.where(failed, 0.0, rho)
+        new_state = _LBFGSState(
+            f=f_new, g=g_new,
+            s_hist=state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row])),
+            y_hist=state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row])),
+            rho=rho,
+            k=jnp.where(failed, 0, k + store),
+            gamma=jnp.where(store, sy / jnp.dot(y, y), state.gamma),
+            status=jnp.where(stop, status, state.status).astype(jnp.int32),
+            alpha=ls.alpha, ls_evals=ls.num_evals,
+            num_fun_evals=state.num_fun_evals + ls.num_evals,
+            num_hvp_evals=state.num_hvp_evals,
+        )
+        return x_new, new_state
+
+    def terminate(self, state):
+        converged = max_norm(state.g) <= as_dtype(self.gtol, state.g)
+        failed = state.status != Status.CONVERGED
+        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
