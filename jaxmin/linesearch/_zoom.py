@@ -33,7 +33,7 @@ class Zoom(AbstractLineSearch):
     """Step satisfying the strong Wolfe conditions (N&W Alg. 3.5 with zoom, Alg. 3.6).
 
     `f(x + alpha p) <= f(x) + c1 alpha dphi(0)` and `|dphi(alpha)| <= c2 |dphi(0)|`.
-    The step is doubled until a minimiser is bracketed, then the bracket shrinks by
+    The step grows 4x until a minimiser is bracketed, then the bracket shrinks by
     safeguarded cubic interpolation (N&W eq. 3.59) or bisection. Both phases share one
     bounded loop: before a bracket exists its upper end is `inf`.
 
@@ -84,11 +84,14 @@ class Zoom(AbstractLineSearch):
             t = (cubic - b.a_lo) / width
             safe = (t >= 0.1) & (t <= 0.9)
             zoomed = jnp.where(safe, cubic, b.a_lo + 0.5 * width)
-            grown = jnp.where(jnp.isfinite(b.a_hi), zoomed, 2 * b.a_lo)
+            grown = jnp.where(jnp.isfinite(b.a_hi), zoomed, 4 * b.a_lo)
             return jnp.where(first, as_dtype(alpha0, x), grown)
 
         def cond(b: _Bracket):
-            collapsed = jnp.isfinite(b.a_hi) & (jnp.abs(b.a_hi - b.a_lo) <= eps(x) * b.a_hi)
+            # the bracket can no longer shrink, or f no longer resolves it
+            width = jnp.abs(b.a_hi - b.a_lo)
+            unresolved = width * jnp.abs(dphi0) <= eps(x) * jnp.abs(f0)
+            collapsed = jnp.isfinite(b.a_hi) & ((width <= eps(x) * b.a_hi) | unresolved)
             return ~b.done & (b.n < self.max_steps) & ~collapsed
 
         def body(b: _Bracket):

@@ -17,6 +17,9 @@ from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
 
 
+_MAX_FLAT_STEPS = 10
+
+
 class _LBFGSState(AbstractState):
     # at the current iterate
     f: Scalar
@@ -28,6 +31,7 @@ class _LBFGSState(AbstractState):
     rho: Float[Array, " m"]
     k: Int[Array, ""]  # pairs stored since the last reset
     gamma: Scalar
+    flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
     # bookkeeping
     status: Int[Array, ""]
     alpha: Scalar
@@ -98,6 +102,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             f=f, g=g,
             s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
             rho=jnp.zeros(m, x.dtype), k=jnp.array(0, jnp.int32), gamma=zero,
+            flat_steps=jnp.array(0, jnp.int32),
             status=jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
             alpha=zero, ls_evals=jnp.array(0, jnp.int32),
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
@@ -121,14 +126,21 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         f_new = jnp.where(accept, ls.f, f)
         g_new = jnp.where(accept, ls.g, g)
 
-        # A failed step: no decrease, or a change of f lost in rounding. It stagnated
-        # when f did not change, or when even a gradient step's predicted decrease
-        # (curvature from the last pair) is below f's precision.
-        lost = below_precision(ls.f - f, f, x)
-        failed = ~accept | lost
-        stop = failed & (k == 0)
+        # A failed step found no decrease, or changed neither f nor x beyond rounding;
+        # it resets the memory, and ends the solve when the memory was already empty.
+        # Steps that change f by less than rounding carry no information from f: a run
+        # of `_MAX_FLAT_STEPS` of them ends the solve too. It stagnated when f stopped
+        # changing, or when even a gradient step's predicted decrease (curvature of the
+        # last pair) is below f's precision.
+        f_flat = below_precision(ls.f - f, f, x)
+        x_flat = max_norm(x_new - x) <= 4 * eps(x) * max_norm(x)
+        flat_steps = jnp.where(accept & f_flat, state.flat_steps + 1, 0)
+        failed = ~accept | (f_flat & x_flat)
+        stop = (failed & (k == 0)) | (flat_steps >= _MAX_FLAT_STEPS)
         predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * jnp.dot(g, g), jnp.inf)
-        stagnated = (accept & lost) | (~accept & below_precision(predicted, f, x))
+        # (a margin of 100 rounding errors: a decrease must stand out of f's noise to
+        # pass a sufficient-decrease test)
+        stagnated = (accept & f_flat) | (~accept & below_precision(predicted / 25, f, x))
         status = jnp.where(
             stagnated,
             Status.STAGNATED,
@@ -146,8 +158,9 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             s_hist=state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row])),
             y_hist=state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row])),
             rho=rho,
-            k=jnp.where(failed, 0, k + store),
+            k=jnp.where(failed, 0, k + store.astype(jnp.int32)),
             gamma=jnp.where(store, sy / jnp.dot(y, y), state.gamma),
+            flat_steps=flat_steps,
             status=jnp.where(stop, status, state.status).astype(jnp.int32),
             alpha=ls.alpha, ls_evals=ls.num_evals,
             num_fun_evals=state.num_fun_evals + ls.num_evals,

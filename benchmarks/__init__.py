@@ -1,0 +1,1 @@
+"""Benchmarks of jaxmin against SciPy, Optax, Optimistix and JAXopt (`python -m benchmarks`)."""

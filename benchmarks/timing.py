@@ -1,0 +1,98 @@
+"""Timing helpers: first-call time, interleaved steady-state medians, eval floor."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def timed_call(fn: Callable, *a) -> tuple[float, Any]:
+    """Wall time of ``fn(*a)`` including ``jax.block_until_ready`` of its output.
+
+    The garbage collector is disabled during the call (as ``timeit`` does) so that a
+    collection triggered by an earlier solver is not charged to this one.  There is
+    deliberately no ``gc.collect()`` right before the call: a full collection walks
+    every Python object, evicts the CPU caches, and was measured to add 0.2-0.35 ms
+    to the *next* call of every JAX solver on the reference VM.
+    """
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        out = fn(*a)
+        jax.block_until_ready(out)
+        t = time.perf_counter() - t0
+    finally:
+        gc.enable()
+    return t, out
+
+
+def interleaved_medians(
+    calls: dict[str, Callable[[], Any]],
+    repeats: int,
+    budget_s: float = float("inf"),
+) -> tuple[dict[str, list[float]], dict[str, BaseException]]:
+    """Run every call ``repeats`` times, round-robin, and return all timings.
+
+    Round-robin (A B C A B C ...) rather than blocked (A A A B B B ...) so that slow
+    drifts of the machine (thermal, noisy neighbours) hit every solver alike.  A
+    solver whose accumulated time exceeds ``budget_s`` is dropped from the later
+    rounds once it has at least one timing (the report shows how many were taken).
+    A call that raises is dropped from the later rounds; its exception is returned.
+    """
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    errors: dict[str, BaseException] = {}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            if name in errors or (times[name] and sum(times[name]) > budget_s):
+                continue
+            try:
+                t, _ = timed_call(call)
+            except Exception as e:  # noqa: BLE001
+                errors[name] = e
+                continue
+            times[name].append(t)
+    return times, errors
+
+
+def median(ts: list[float]) -> float:
+    return statistics.median(ts) if ts else float("nan")
+
+
+def eval_time(fun: Callable, x0, args: tuple, target_s: float = 0.05, repeats: int = 5) -> float:
+    """Seconds per ``value_and_grad(fun)`` evaluation, measured inside one jitted
+    ``lax.fori_loop``.
+
+    Each iteration feeds the result back into the next point (``x + eps * g`` with
+    ``eps`` a runtime argument equal to 0), so XLA can neither hoist the evaluation
+    out of the loop nor fold it away; the value is also accumulated.  The loop count
+    is doubled until one loop takes ``target_s``; the reported figure is the median
+    over ``repeats`` loops divided by the loop count.
+    """
+    vg = jax.value_and_grad(fun)
+
+    def loop(x, eps, args, n):
+        def body(i, carry):
+            x, acc = carry
+            v, g = vg(x, *args)
+            return x + eps * g, acc + v
+
+        return jax.lax.fori_loop(0, n, body, (x, jnp.zeros((), x.dtype)))
+
+    loop = jax.jit(loop)  # n is a traced bound: compiled once for all counts
+    x0 = jnp.asarray(x0)
+    eps = jnp.zeros((), x0.dtype)
+    jax.block_until_ready(loop(x0, eps, args, 1))  # compile
+    n = 1
+    t, _ = timed_call(loop, x0, eps, args, n)
+    while t < target_s / 8 and n < (1 << 24):
+        n *= 2
+        t, _ = timed_call(loop, x0, eps, args, n)
+    n = max(1, int(round(n * target_s / max(t, 1e-9))))
+    ts = [timed_call(loop, x0, eps, args, n)[0] for _ in range(repeats)]
+    return float(np.median(ts)) / n

@@ -1,0 +1,38 @@
+"""Shared test utilities."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def tree_allclose(a, b, rtol=1e-7, atol=0.0) -> bool:
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    return ta == tb and all(np.allclose(x, y, rtol=rtol, atol=atol) for x, y in zip(la, lb))
+
+
+def tree_equal_bitwise(a, b) -> bool:
+    la, ta = jax.tree.flatten(a)
+    lb, tb = jax.tree.flatten(b)
+    return ta == tb and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+
+
+def tol(dtype) -> float:
+    """A relative tolerance that a converged solve meets in `dtype`."""
+    return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 2e-3
+
+
+class TraceCounter:
+    """Wraps an objective; counts how often JAX traces it (once per compilation)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.count = 0
+
+    def __call__(self, x, *args):
+        self.count += 1
+        return self.fn(x, *args)
+
+
+def max_abs(tree) -> float:
+    return max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(tree))

@@ -1,0 +1,156 @@
+"""Each line search alone on 1-D functions with known answers; Wolfe conditions checked."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmin as jm
+from jaxmin.linesearch._interpolate import cubic_min, quadratic_min, secant
+
+# MoreThuente's default xtol = 0.1 (L-BFGS-B's) stops once the interval is within 10%,
+# accepting a decrease without the curvature condition; checking Wolfe needs it tight.
+SEARCHES = [
+    jm.linesearch.Backtracking(),
+    jm.linesearch.Zoom(),
+    jm.linesearch.MoreThuente(xtol=1e-10),
+]
+WOLFE = [s for s in SEARCHES if not isinstance(s, jm.linesearch.Backtracking)]
+
+
+def _phi_quartic(x):
+    return jnp.sum((x - 2.0) ** 4 + 0.5 * x**2)
+
+
+def _phi_quadratic(x):
+    return jnp.sum(10.0 * (x - 0.3) ** 2)
+
+
+def _phi_log(x):
+    # NaN beyond x = 1: trial steps past it must be shrunk, never accepted
+    return jnp.sum(-jnp.log(1.0 - x) - 5.0 * x)  # minimiser 0.8
+
+
+def _phi_nan_wall(x):
+    return jnp.sum(jnp.where(x > 0.6, jnp.nan, -x))
+
+
+FUNCTIONS = {
+    "quartic": (_phi_quartic, 0.0),
+    "quadratic": (_phi_quadratic, -2.0),
+    "log": (_phi_log, -3.0),
+    "mt_1": (lambda x: jnp.sum(-x / (x**2 + 2.0)), 0.0),  # Moré & Thuente's test (5.1)
+    "mt_2": (lambda x: jnp.sum((x + 0.004) ** 5 - 2 * (x + 0.004) ** 4), 0.0),  # M&T (5.2)
+}
+
+
+def _search(search, fn, x0, alpha0):
+    x = jnp.array([x0])
+    f0, g0 = jax.value_and_grad(fn)(x)
+    p = -jnp.sign(g0)
+    f_and_g = jax.value_and_grad(fn)
+    return jax.jit(lambda x, p: search(f_and_g, x, p, f0, g0, alpha0))(x, p), x, p, f0, g0
+
+
+@pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("alpha0", [1e-3, 1.0, 10.0])
+def test_conditions_hold(search, name, alpha0):
+    fn, x0 = FUNCTIONS[name]
+    res, x, p, f0, g0 = _search(search, fn, x0, alpha0)
+    alpha = float(res.alpha)
+    assert bool(res.ok)
+    assert alpha > 0
+    # the result is what it claims: f and g at x + alpha p
+    f, g = jax.value_and_grad(fn)(x + alpha * p)
+    np.testing.assert_allclose(res.f, f, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(res.g, g, rtol=1e-9, atol=1e-14)
+    dphi0 = float(jnp.dot(g0, p))
+    c1 = float(search.c1)
+    assert float(f) <= float(f0) + c1 * alpha * dphi0  # Armijo
+    if not isinstance(search, jm.linesearch.Backtracking):
+        assert abs(float(jnp.dot(g, p))) <= float(search.c2) * abs(dphi0) + 1e-12  # strong Wolfe
+    assert 1 <= int(res.num_evals) <= search.max_steps
+
+
+@pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
+def test_nan_trial_is_shrunk_not_accepted(search):
+    # from 0.0 towards +x, a unit step lands in the NaN region (x > 0.6)
+    res, *_ = _search(search, _phi_nan_wall, 0.0, 1.0)
+    assert np.isfinite(float(res.f))
+    assert 0 < float(res.alpha) <= 0.6
+    res, *_ = _search(search, _phi_log, -3.0, 100.0)  # lands far past the log's pole
+    assert np.isfinite(float(res.f)) and float(res.alpha) < 4.0 and bool(res.ok)
+
+
+@pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
+def test_failure_is_reported(search):
+    # an ascent direction (wrong gradient sign): no step decreases f
+    x = jnp.array([1.0])
+    fn = _phi_quadratic
+    f0, g0 = jax.value_and_grad(fn)(x)
+    p = jnp.sign(g0)  # uphill
+    res = search(jax.value_and_grad(fn), x, p, f0, -g0, 1.0)
+    assert not bool(res.ok)
+    assert float(res.f) >= float(f0)
+    assert int(res.num_evals) <= search.max_steps
+
+
+@pytest.mark.parametrize("search", WOLFE, ids=lambda s: type(s).__name__)
+def test_wolfe_on_rosenbrock_direction(search):
+    # a 2-D line search along steepest descent, Wolfe conditions checked
+    fn = lambda z: (1.0 - z[0]) ** 2 + 100.0 * (z[1] - z[0] ** 2) ** 2
+    x = jnp.array([-1.2, 1.0])
+    f0, g0 = jax.value_and_grad(fn)(x)
+    p = -g0 / jnp.linalg.norm(g0)
+    res = search(jax.value_and_grad(fn), x, p, f0, g0, 1.0)
+    dphi0 = float(jnp.dot(g0, p))
+    assert bool(res.ok)
+    assert float(res.f) <= float(f0) + float(search.c1) * float(res.alpha) * dphi0
+    assert abs(float(jnp.dot(res.g, p))) <= float(search.c2) * abs(dphi0)
+
+
+def test_traced_hyperparameters():
+    # c1/c2 as arrays: one compilation serves many values
+    fn = _phi_quartic
+    x = jnp.array([0.0])
+    f0, g0 = jax.value_and_grad(fn)(x)
+
+    @jax.jit
+    def run(c2):
+        return jm.linesearch.Zoom(c1=1e-4, c2=c2)(jax.value_and_grad(fn), x, -jnp.sign(g0), f0, g0, 1.0)
+
+    loose, tight = run(jnp.array(0.9)), run(jnp.array(0.01))
+    assert bool(loose.ok) and bool(tight.ok)
+    _, g = jax.value_and_grad(fn)(x + tight.alpha * -jnp.sign(g0))
+    assert abs(float(g[0])) <= 0.01 * abs(float(g0[0]))
+    assert run._cache_size() == 1
+
+
+def test_more_thuente_default_xtol_accepts_decrease():
+    # L-BFGS-B's setting: a 10% interval ends the search with the best step so far
+    fn, x0 = FUNCTIONS["mt_2"]
+    res, x, p, f0, g0 = _search(jm.linesearch.MoreThuente(), fn, x0, 1.0)
+    assert float(res.f) < float(f0)
+    assert abs(float(res.alpha) - 1.596) < 0.1 * 1.596
+
+
+def test_interpolants():
+    # cubic through f = (t - 1)^3 - 3 (t - 1)... matches a true cubic's minimiser
+    f = lambda t: t**3 - 3.0 * t  # minimiser at t = 1
+    df = lambda t: 3.0 * t**2 - 3.0
+    a, b = 0.0, 3.0
+    np.testing.assert_allclose(cubic_min(a, f(a), df(a), b, f(b), df(b)), 1.0, rtol=1e-12)
+    q = lambda t: 2.0 * (t - 0.7) ** 2
+    np.testing.assert_allclose(quadratic_min(0.0, q(0.0), -2.8, 2.0, q(2.0)), 0.7, rtol=1e-12)
+    np.testing.assert_allclose(secant(0.0, -2.8, 2.0, 5.2), 0.7, rtol=1e-12)
+    assert np.isnan(quadratic_min(0.0, 0.0, -1.0, 1.0, -5.0))  # concave: no minimiser
+
+
+def test_invalid_hyperparameters():
+    with pytest.raises(ValueError, match="c1 < c2"):
+        jm.linesearch.Zoom(c1=0.9, c2=0.1)
+    with pytest.raises(ValueError, match="shrink"):
+        jm.linesearch.Backtracking(shrink=1.5)
+    with pytest.raises(ValueError, match="c1 < c2"):
+        jm.linesearch.MoreThuente(c1=0.5, c2=0.4)
