@@ -136,11 +136,15 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         x_flat = max_norm(x_new - x) <= 4 * eps(x) * max_norm(x)
         flat_steps = jnp.where(accept & f_flat, state.flat_steps + 1, 0)
         failed = ~accept | (f_flat & x_flat)
-        stop = (failed & (k == 0)) | (flat_steps >= _MAX_FLAT_STEPS)
+        # A full step within ~100 rounding errors of x: the model's minimiser is x to
+        # the precision at hand, so a failure there needs no steepest-descent retry.
+        at_precision = max_norm(p) <= 100 * eps(x) * max_norm(x)
+        stop = (failed & ((k == 0) | at_precision)) | (flat_steps >= _MAX_FLAT_STEPS)
         predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * jnp.dot(g, g), jnp.inf)
         # (a margin of 100 rounding errors: a decrease must stand out of f's noise to
         # pass a sufficient-decrease test)
-        stagnated = (accept & f_flat) | (~accept & below_precision(predicted / 25, f, x))
+        lost = below_precision(predicted / 25, f, x) | at_precision
+        stagnated = (accept & f_flat) | (~accept & lost)
         status = jnp.where(
             stagnated,
             Status.STAGNATED,
