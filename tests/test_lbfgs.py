@@ -90,3 +90,4 @@ def test_invalid_hyperparameters():
         jm.LBFGS(history_size=0)
     with pytest.raises(TypeError, match="linesearch"):
         jm.LBFGS(linesearch="zoom")
+

@@ -111,11 +111,12 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     def step(self, fn, x, state, args):
         f, g, k = state.f, state.g, state.k
         # H0 = I / ||g||: a unit first step, with no history to scale it
-        gamma = jnp.where(k == 0, 1 / jnp.linalg.norm(g), state.gamma)
+        g_norm = jnp.linalg.norm(g)
+        gamma = jnp.where(k == 0, 1 / g_norm, state.gamma)
         p = -two_loop(g, state.s_hist, state.y_hist, state.rho, k, gamma)
         # rounding can cost descent; fall back to steepest descent and forget
         descent = jnp.dot(g, p) < 0
-        p = jnp.where(descent, p, -g / jnp.linalg.norm(g))
+        p = jnp.where(descent, p, -g / g_norm)
         k = jnp.where(descent, k, 0)
         rho = jnp.where(descent, state.rho, 0.0)
 
@@ -125,6 +126,10 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         x_new = jnp.where(accept, x + ls.alpha * p, x)
         f_new = jnp.where(accept, ls.f, f)
         g_new = jnp.where(accept, ls.g, g)
+        s, y = x_new - x, g_new - g
+        # the step's reductions in two passes over the vectors, not seven
+        p_max, x_max = jnp.max(jnp.abs(jnp.stack([p, x])), axis=1)
+        sy, yy, ss = jnp.sum(jnp.stack([s * y, y * y, s * s]), axis=1)
 
         # A failed step found no decrease, or changed neither f nor x beyond rounding;
         # it resets the memory, and ends the solve when the memory was already empty.
@@ -133,14 +138,14 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         # changing, or when even a gradient step's predicted decrease (curvature of the
         # last pair) is below f's precision.
         f_flat = below_precision(ls.f - f, f, x)
-        x_flat = max_norm(x_new - x) <= 4 * eps(x) * max_norm(x)
+        x_flat = jnp.where(accept, ls.alpha, 0.0) * p_max <= 4 * eps(x) * x_max
         flat_steps = jnp.where(accept & f_flat, state.flat_steps + 1, 0)
         failed = ~accept | (f_flat & x_flat)
         # A full step within ~100 rounding errors of x: the model's minimiser is x to
         # the precision at hand, so a failure there needs no steepest-descent retry.
-        at_precision = max_norm(p) <= 100 * eps(x) * max_norm(x)
+        at_precision = p_max <= 100 * eps(x) * x_max
         stop = (failed & ((k == 0) | at_precision)) | (flat_steps >= _MAX_FLAT_STEPS)
-        predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * jnp.dot(g, g), jnp.inf)
+        predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
         # (a margin of 100 rounding errors: a decrease must stand out of f's noise to
         # pass a sufficient-decrease test)
         lost = below_precision(predicted / 25, f, x) | at_precision
@@ -151,19 +156,20 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             jnp.where(jnp.isfinite(ls.f), Status.LINESEARCH_FAILED, Status.NONFINITE),
         )
 
-        s, y = x_new - x, g_new - g
-        sy = jnp.dot(s, y)
-        store = ~failed & (sy > eps(x) * jnp.linalg.norm(s) * jnp.linalg.norm(y))
+        # curvature condition s.y > eps |s| |y| (N&W §7.2), else skip the pair
+        store = ~failed & (sy > eps(x) * jnp.sqrt(ss * yy))
         row = k % self.history_size
         rho = rho.at[row].set(jnp.where(store, 1 / sy, rho[row]))
         rho = jnp.where(failed, 0.0, rho)
+        s_hist = state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row]))
+        y_hist = state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row]))
         new_state = _LBFGSState(
             f=f_new, g=g_new,
-            s_hist=state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row])),
-            y_hist=state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row])),
+            s_hist=s_hist,
+            y_hist=y_hist,
             rho=rho,
             k=jnp.where(failed, 0, k + store.astype(jnp.int32)),
-            gamma=jnp.where(store, sy / jnp.dot(y, y), state.gamma),
+            gamma=jnp.where(store, sy / yy, state.gamma),
             flat_steps=flat_steps,
             status=jnp.where(stop, status, state.status).astype(jnp.int32),
             alpha=ls.alpha, ls_evals=ls.num_evals,
