@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     skip: dict[str, str] = {}
     ok, why = R.jaxmin_available()
     if not ok:
-        skip["jaxmin"] = f"skipped: {why}"
+        skip["jaxmin"] = skip["jaxmin-jit"] = f"skipped: {why}"
         log(f"NOTE: jaxmin runner skipped ({why})")
 
     t_start = time.perf_counter()

@@ -154,6 +154,21 @@ def make_jaxmin(problem: Problem) -> Runner:
     return JaxminRunner(problem)
 
 
+def make_jaxmin_jit(problem: Problem) -> Runner:
+    """``jm.minimize`` inside ``jax.jit``, returning what the peers' jitted runners
+    return: the same treatment as the JAX peers (no Python-side dispatch per call)."""
+    import jaxmin as jm
+
+    fun = problem.make_fun()
+    solver = _jaxmin_solver()
+
+    def solve(x0, args):
+        sol = jm.minimize(fun, x0, solver, args=args, max_steps=MAXITER)
+        return sol.x, sol.num_steps, sol.num_fun_evals, sol.success
+
+    return _JittedRunner("jaxmin-jit", solve, problem.args)
+
+
 def make_batch_jaxmin(problem: Problem) -> Runner:
     import jaxmin as jm
 
@@ -402,6 +417,7 @@ def make_batch_jaxopt(problem: Problem) -> Runner:
 # Order = column/row order in the report; jaxmin first, peers after.
 SINGLE: dict[str, Callable[[Problem], Runner]] = {
     "jaxmin": make_jaxmin,
+    "jaxmin-jit": make_jaxmin_jit,
     "scipy": make_scipy,
     "optax": make_optax,
     "optimistix": make_optimistix,
@@ -420,6 +436,7 @@ BATCH: dict[str, Callable[[Problem], Runner]] = {
 
 PEER_LABELS = {
     "jaxmin": "jaxmin LBFGS",
+    "jaxmin-jit": "jaxmin LBFGS, in jax.jit",
     "scipy": "SciPy L-BFGS-B",
     "optax": "Optax lbfgs",
     "optimistix": "Optimistix LBFGS",

@@ -87,7 +87,7 @@ def warmup(solvers: dict[str, Callable], verbose: bool = True) -> None:
 
 
 def _set_ratios(rows: list[Row]) -> None:
-    peers = [r for r in rows if r.solver != "jaxmin" and r.steady is not None]
+    peers = [r for r in rows if not r.solver.startswith("jaxmin") and r.steady is not None]
     good = [r for r in peers if r.met_target]
     pool = good or peers
     if not pool:
@@ -157,13 +157,16 @@ def run_problem(
 
     _steady(rows, runners, x0s, repeats, budget_s)
 
-    if "jaxmin" in runners and rows["jaxmin"].nfev_s is not None:
+    mine = [n for n in ("jaxmin", "jaxmin-jit") if n in runners and rows[n].nfev_s is not None]
+    if mine:
         try:
             t_eval = eval_time(problem.make_fun(), x0s, problem.args)
-            rows["jaxmin"].floor = rows["jaxmin"].nfev_s * t_eval
-            rows["jaxmin"].note = (rows["jaxmin"].note + f" t_eval={t_eval * 1e6:.3g} µs").strip()
+            for n in mine:
+                rows[n].floor = rows[n].nfev_s * t_eval
+                rows[n].note = (rows[n].note + f" t_eval={t_eval * 1e6:.3g} µs").strip()
         except Exception as e:  # noqa: BLE001
-            rows["jaxmin"].note += f" floor {_err(e)}"
+            for n in mine:
+                rows[n].note += f" floor {_err(e)}"
     out = list(rows.values())
     _set_ratios(out)
     return out
