@@ -86,6 +86,14 @@ def warmup(solvers: dict[str, Callable], verbose: bool = True) -> None:
                 log(f"  warm-up {name}: {_err(e)}")
 
 
+def _record_failure(row: Row, where: str, e: Exception) -> None:
+    """A solver that raised becomes an "error: ..." row instead of ending the run."""
+    row.error = _err(e)
+    log(f"  {where} {row.error}")
+    if "--traceback" in sys.argv:
+        traceback.print_exc()
+
+
 def _set_ratios(rows: list[Row]) -> None:
     peers = [r for r in rows if not r.solver.startswith("jaxmin") and r.steady is not None]
     good = [r for r in peers if r.met_target]
@@ -150,10 +158,7 @@ def run_problem(
                 f"|g|inf {row.gnorm_s:.2e}, {t_warm:.4f}s)"
             )
         except Exception as e:  # noqa: BLE001
-            row.error = _err(e)
-            log(f"  {problem.name:18s} {name:12s} {row.error}")
-            if "--traceback" in sys.argv:
-                traceback.print_exc()
+            _record_failure(row, f"{problem.name:18s} {name:12s}", e)
 
     _steady(rows, runners, x0s, repeats, budget_s)
 
@@ -219,10 +224,7 @@ def run_batch(
                 f"max {np.max(row.iters)}  max|g|inf {row.gnorm:.2e}  converged {row.n_conv}/{size}"
             )
         except Exception as e:  # noqa: BLE001
-            row.error = _err(e)
-            log(f"  {prob.name:18s} {name:16s} {row.error}")
-            if "--traceback" in sys.argv:
-                traceback.print_exc()
+            _record_failure(row, f"{prob.name:18s} {name:16s}", e)
     _steady(rows, runners, x0s, repeats, budget_s)
     out = list(rows.values())
     _set_ratios(out)

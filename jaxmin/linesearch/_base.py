@@ -63,6 +63,17 @@ class AbstractLineSearch(eqx.Module):
         """
 
 
+def check_wolfe_constants(search: "AbstractLineSearch") -> None:
+    """Raise for Wolfe constants outside `0 < c1 < c2 < 1` (checked when they are
+    Python numbers; traced values are the caller's responsibility) or no evaluations."""
+    name = type(search).__name__
+    c1, c2 = search.c1, search.c2
+    if isinstance(c1, (int, float)) and isinstance(c2, (int, float)) and not 0 < c1 < c2 < 1:
+        raise ValueError(f"`{name}` needs 0 < c1 < c2 < 1; got c1={c1}, c2={c2}.")
+    if search.max_steps < 1:
+        raise ValueError(f"`{name}(max_steps=...)` must be at least 1.")
+
+
 def evaluate(f_and_g: FAndG, x: Vector, p: Vector, alpha: Scalar):
     """`(phi(alpha), grad f, dphi(alpha))` with non-finite values mapped to `inf`.
 

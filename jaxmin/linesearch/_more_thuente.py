@@ -8,7 +8,7 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, evaluate
+from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants, evaluate
 
 _XTRAPL, _XTRAPU = 1.1, 4.0  # extrapolation range before a bracket exists (§4)
 _STPMAX = 1e10
@@ -124,11 +124,7 @@ class MoreThuente(AbstractLineSearch):
     max_steps: int = eqx.field(default=20, static=True)
 
     def __check_init__(self):
-        if isinstance(self.c1, (int, float)) and isinstance(self.c2, (int, float)):
-            if not 0 < self.c1 < self.c2 < 1:
-                raise ValueError("`MoreThuente` needs 0 < c1 < c2 < 1.")
-        if self.max_steps < 1:
-            raise ValueError("`MoreThuente(max_steps=...)` must be at least 1.")
+        check_wolfe_constants(self)
 
     def __call__(self, f_and_g, x, p, f0, g0, alpha0=1.0):
         c1, c2, xtol = as_dtype(self.c1, x), as_dtype(self.c2, x), as_dtype(self.xtol, x)

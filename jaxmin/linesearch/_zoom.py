@@ -7,7 +7,7 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype, eps
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, evaluate
+from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants, evaluate
 from ._interpolate import cubic_min
 
 
@@ -48,11 +48,7 @@ class Zoom(AbstractLineSearch):
     max_steps: int = eqx.field(default=25, static=True)
 
     def __check_init__(self):
-        if isinstance(self.c1, (int, float)) and isinstance(self.c2, (int, float)):
-            if not 0 < self.c1 < self.c2 < 1:
-                raise ValueError("`Zoom` needs 0 < c1 < c2 < 1.")
-        if self.max_steps < 1:
-            raise ValueError("`Zoom(max_steps=...)` must be at least 1.")
+        check_wolfe_constants(self)
 
     def __call__(self, f_and_g, x, p, f0, g0, alpha0=1.0):
         c1, c2 = as_dtype(self.c1, x), as_dtype(self.c2, x)
