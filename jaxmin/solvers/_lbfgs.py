@@ -16,7 +16,8 @@ from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
 
-
+# Steps in a row that may leave f unchanged (to rounding) while x still moves: beyond
+# this f carries no information and the solve is called stagnated.
 _MAX_FLAT_STEPS = 10
 
 
@@ -70,9 +71,11 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     unit length (`H0 = I / ||g||`); afterwards `H0 = gamma I` with
     `gamma = s.y / y.y` (N&W eq. 7.20). A pair with `s.y <= eps ||s|| ||y||` is skipped,
     keeping `H` positive definite. A step that fails (its line search found no
-    decrease, or it changed f by less than rounding) resets the memory; a failure
-    from steepest descent ends the solve as `LINESEARCH_FAILED`, or `STAGNATED`
-    where the change is lost in f's precision.
+    decrease, or it changed neither f nor x beyond rounding) resets the memory; a
+    failure from steepest descent, or one whose full step is within rounding of x,
+    ends the solve: `STAGNATED` where the decrease left to find is below f's or x's
+    precision, `NONFINITE` where only NaN/inf lay along the direction, else
+    `LINESEARCH_FAILED`.
 
     **Arguments:**
 
