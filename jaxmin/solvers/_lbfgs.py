@@ -10,15 +10,12 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
-from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
+from .._misc import as_dtype, eps, is_finite, max_norm
 from .._solution import Status
 from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
-
-# Steps in a row that may leave f unchanged (to rounding) while x still moves: beyond
-# this f carries no information and the solve is called stagnated.
-_MAX_FLAT_STEPS = 10
+from ._search import must_stop, search_step
 
 
 class _LBFGSState(AbstractState):
@@ -123,63 +120,35 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         k = jnp.where(descent, k, 0)
         rho = jnp.where(descent, state.rho, 0.0)
 
-        f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
-        ls = self.linesearch(f_and_g, x, p, f, g, 1.0)
-        accept = ls.ok | (ls.f < f)
-        x_new = jnp.where(accept, x + ls.alpha * p, x)
-        f_new = jnp.where(accept, ls.f, f)
-        g_new = jnp.where(accept, ls.g, g)
-        s, y = x_new - x, g_new - g
-        # the step's reductions in two passes over the vectors, not seven
-        p_max, x_max = jnp.max(jnp.abs(jnp.stack([p, x])), axis=1)
+        predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps)
+        # a failure resets the memory: the retry is steepest descent, unless it was one
+        stop = must_stop(step, retry_possible=k > 0)
+        s, y = step.x - x, step.g - g
+        # the pair's reductions in one pass over the vectors
         sy, yy, ss = jnp.sum(jnp.stack([s * y, y * y, s * s]), axis=1)
 
-        # A failed step found no decrease, or changed neither f nor x beyond rounding;
-        # it resets the memory, and ends the solve when the memory was already empty.
-        # Steps that change f by less than rounding carry no information from f: a run
-        # of `_MAX_FLAT_STEPS` of them ends the solve too. It stagnated when f stopped
-        # changing, or when even a gradient step's predicted decrease (curvature of the
-        # last pair) is below f's precision.
-        f_flat = below_precision(ls.f - f, f, x)
-        x_flat = jnp.where(accept, ls.alpha, 0.0) * p_max <= 4 * eps(x) * x_max
-        flat_steps = jnp.where(accept & f_flat, state.flat_steps + 1, 0)
-        failed = ~accept | (f_flat & x_flat)
-        # A full step within ~100 rounding errors of x: the model's minimiser is x to
-        # the precision at hand, so a failure there needs no steepest-descent retry.
-        at_precision = p_max <= 100 * eps(x) * x_max
-        stop = (failed & ((k == 0) | at_precision)) | (flat_steps >= _MAX_FLAT_STEPS)
-        predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
-        # (a margin of 100 rounding errors: a decrease must stand out of f's noise to
-        # pass a sufficient-decrease test)
-        lost = below_precision(predicted / 25, f, x) | at_precision
-        stagnated = (accept & f_flat) | (~accept & lost)
-        status = jnp.where(
-            stagnated,
-            Status.STAGNATED,
-            jnp.where(jnp.isfinite(ls.f), Status.LINESEARCH_FAILED, Status.NONFINITE),
-        )
-
         # curvature condition s.y > eps |s| |y| (N&W §7.2), else skip the pair
-        store = ~failed & (sy > eps(x) * jnp.sqrt(ss * yy))
+        store = ~step.failed & (sy > eps(x) * jnp.sqrt(ss * yy))
         row = k % self.history_size
         rho = rho.at[row].set(jnp.where(store, 1 / sy, rho[row]))
-        rho = jnp.where(failed, 0.0, rho)
+        rho = jnp.where(step.failed, 0.0, rho)
         s_hist = state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row]))
         y_hist = state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row]))
         new_state = _LBFGSState(
-            f=f_new, g=g_new,
+            f=step.f, g=step.g,
             s_hist=s_hist,
             y_hist=y_hist,
             rho=rho,
-            k=jnp.where(failed, 0, k + store.astype(jnp.int32)),
+            k=jnp.where(step.failed, 0, k + store.astype(jnp.int32)),
             gamma=jnp.where(store, sy / yy, state.gamma),
-            flat_steps=flat_steps,
-            status=jnp.where(stop, status, state.status).astype(jnp.int32),
-            alpha=ls.alpha, ls_evals=ls.num_evals,
-            num_fun_evals=state.num_fun_evals + ls.num_evals,
+            flat_steps=step.flat_steps,
+            status=jnp.where(stop, step.status, state.status),
+            alpha=step.alpha, ls_evals=step.ls_evals,
+            num_fun_evals=state.num_fun_evals + step.ls_evals,
             num_hvp_evals=state.num_hvp_evals,
         )
-        return x_new, new_state
+        return step.x, new_state
 
     def terminate(self, state):
         converged = max_norm(state.g) <= as_dtype(self.gtol, state.g)
