@@ -4,3 +4,5 @@ from ._base import AbstractSolver as AbstractSolver
 from ._base import AbstractState as AbstractState
 from ._lbfgs import LBFGS as LBFGS
 from ._lbfgs import two_loop as two_loop
+from ._newton_cg import NewtonCG as NewtonCG
+from ._newton_cg import hvp as hvp

@@ -1,0 +1,61 @@
+"""The linear-solver interface: `AbstractLinearSolver`, `LinearResult` and `Reason`."""
+
+import abc
+import enum
+from typing import Callable
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Int
+
+from .._typing import Vector
+
+MatVec = Callable[[Vector], Vector]
+
+
+class Reason(enum.IntEnum):
+    """Why a linear solve stopped. `LinearResult.reason` holds the value as int32."""
+
+    CONVERGED = 0  # the residual test was met
+    MAX_STEPS = 1  # the iteration cap was hit first
+    NEGATIVE_CURVATURE = 2  # `p^T A p <= eps |p|^2` along a CG direction (TruncatedCG only)
+    FAILED = 3  # breakdown, a lineax failure, or a non-finite value
+
+
+class LinearResult(eqx.Module):
+    """What a linear solve returns.
+
+    - `x`: the solution, or the iterate at exit (see each solver for which one).
+    - `num_steps`: iterations; for the CG family, the matrix-vector products made in
+      the loop.
+    - `reason`: int32 scalar array holding a `Reason` value.
+    """
+
+    x: Vector
+    num_steps: Int[Array, ""]
+    reason: Int[Array, ""]
+
+
+class AbstractLinearSolver(eqx.Module):
+    """Solves `A x = b` for a linear operator given as a function.
+
+    Subclass it and implement `solve`. Every solver is jit- and vmap-safe, runs in
+    `b`'s dtype, and reports failure through `reason` rather than raising.
+    """
+
+    @abc.abstractmethod
+    def solve(self, matvec: MatVec, b: Vector) -> LinearResult:
+        """Solve `A x = b` for the linear operator `matvec(v) = A v` on flat vectors `b`."""
+
+
+def check_rhs(solver: AbstractLinearSolver, b: Vector) -> None:
+    """Raise at trace time unless `b` is a flat floating vector."""
+    if jnp.ndim(b) != 1 or not jnp.issubdtype(jnp.result_type(b), jnp.floating):
+        name = type(solver).__name__
+        raise ValueError(f"`{name}.solve` needs a 1-D floating `b`, got {jnp.shape(b)} "
+                         f"{jnp.result_type(b)}.")
+
+
+def reason_array(reason: Reason) -> Int[Array, ""]:
+    """`reason` as the int32 scalar that `LinearResult.reason` holds."""
+    return jnp.array(reason, jnp.int32)

@@ -1,0 +1,116 @@
+"""Line-search Newton-CG, Hessian-free (Nocedal & Wright, Alg. 7.1).
+
+Notation: `x, f, g`; Hessian `H` seen only through products `H v`; Newton direction
+`p` from `H p = -g` solved inexactly by truncated CG; step `alpha`.
+"""
+
+import equinox as eqx
+import jax
+import jax.lax as lax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int, Scalar
+
+from .._misc import as_dtype, is_finite, max_norm
+from .._solution import Status
+from .._typing import ScalarLike, Vector
+from ..linear import AbstractLinearSolver, TruncatedCG
+from ..linesearch import AbstractLineSearch, Backtracking
+from ._base import AbstractSolver, AbstractState
+from ._search import must_stop, search_step
+
+
+class _NewtonCGState(AbstractState):
+    # at the current iterate
+    f: Scalar
+    g: Vector
+    steepest_next: Bool[Array, ""]  # the last Newton step failed: retry along -g
+    flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
+    # bookkeeping
+    status: Int[Array, ""]
+    alpha: Scalar
+    ls_evals: Int[Array, ""]
+    cg_steps: Int[Array, ""]  # Hessian-vector products of the last step
+    num_fun_evals: Int[Array, ""]
+    num_hvp_evals: Int[Array, ""]
+
+
+def hvp(fn, x: Vector, args: tuple):
+    """`v -> H(x) v` by forward-over-reverse differentiation, linearised once at `x`
+    so every product reuses the gradient's forward pass."""
+    _, product = jax.linearize(lambda z: jax.grad(fn)(z, *args), x)
+    return product
+
+
+class NewtonCG(AbstractSolver[_NewtonCGState]):
+    """Line-search Newton-CG (Nocedal & Wright, Alg. 7.1), never forming a Hessian.
+
+    Each step solves `H p = -g` by `linear_solver` with Hessian-vector products from
+    forward-over-reverse differentiation. The default `TruncatedCG` stops early by an
+    Eisenstat-Walker forcing term (superlinear convergence) and at negative curvature
+    (Steihaug), so `p` is always a descent direction, also away from convexity: a
+    start at a saddle point moves off it. A step whose search fails is retried once
+    along steepest descent before the solve ends (see `LBFGS` for the statuses).
+
+    **Arguments:**
+
+    - `linear_solver`: a `jm.linear` solver for the Newton system.
+    - `linesearch`: an `AbstractLineSearch`; Newton's unit step is tried first.
+    - `gtol`: stop when `max|g| <= gtol`.
+    """
+
+    linear_solver: AbstractLinearSolver = TruncatedCG()
+    linesearch: AbstractLineSearch = Backtracking()
+    gtol: ScalarLike = 1e-5
+
+    def __check_init__(self):
+        if isinstance(self.gtol, (int, float)) and self.gtol < 0:
+            raise ValueError("`NewtonCG(gtol=...)` must be non-negative.")
+        if not isinstance(self.linear_solver, AbstractLinearSolver):
+            raise TypeError("`NewtonCG(linear_solver=...)` must be a `jm.linear` solver.")
+        if not isinstance(self.linesearch, AbstractLineSearch):
+            raise TypeError("`NewtonCG(linesearch=...)` must be a `jm.linesearch` search.")
+
+    def init(self, fn, x, args):
+        f, g = jax.value_and_grad(fn)(x, *args)
+        f = f.astype(x.dtype)
+        zero_i = jnp.array(0, jnp.int32)
+        return _NewtonCGState(
+            f=f, g=g, steepest_next=jnp.array(False), flat_steps=zero_i,
+            status=jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
+            alpha=jnp.zeros((), x.dtype), ls_evals=zero_i, cg_steps=zero_i,
+            num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=zero_i,
+        )
+
+    def step(self, fn, x, state, args):
+        f, g = state.f, state.g
+        steepest = -g / jnp.linalg.norm(g)
+
+        def newton_direction(_):
+            solution = self.linear_solver.solve(hvp(fn, x, args), -g)
+            return solution.x, solution.num_steps
+
+        p, cg_steps = lax.cond(
+            state.steepest_next, lambda _: (steepest, jnp.array(0, jnp.int32)), newton_direction, None
+        )
+        slope = jnp.dot(g, p)
+        newton = ~state.steepest_next & (slope < 0)  # NaN slopes fall back too
+        p = jnp.where(newton, p, steepest)
+        # the quadratic model's decrease at a CG iterate p is -g.p / 2
+        predicted = jnp.where(newton, -0.5 * slope, jnp.inf)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps)
+        stop = must_stop(step, retry_possible=newton)
+        new_state = _NewtonCGState(
+            f=step.f, g=step.g,
+            steepest_next=step.failed,
+            flat_steps=step.flat_steps,
+            status=jnp.where(stop, step.status, state.status),
+            alpha=step.alpha, ls_evals=step.ls_evals, cg_steps=cg_steps,
+            num_fun_evals=state.num_fun_evals + step.ls_evals,
+            num_hvp_evals=state.num_hvp_evals + cg_steps,
+        )
+        return step.x, new_state
+
+    def terminate(self, state):
+        converged = max_norm(state.g) <= as_dtype(self.gtol, state.g)
+        failed = state.status != Status.CONVERGED
+        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
