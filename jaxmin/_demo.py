@@ -8,7 +8,7 @@ import jax.random as jr
 
 from ._minimize import minimize
 from .linesearch import Backtracking, MoreThuente, Zoom
-from .solvers import LBFGS
+from .solvers import LBFGS, NewtonCG
 
 
 def extended_rosenbrock(x):
@@ -61,20 +61,24 @@ def main() -> None:
         "LBFGS (Zoom)": LBFGS(gtol=1e-6, linesearch=Zoom()),
         "LBFGS (MoreThuente)": LBFGS(gtol=1e-6, linesearch=MoreThuente()),
         "LBFGS (Backtracking)": LBFGS(gtol=1e-6, linesearch=Backtracking()),
+        "NewtonCG": NewtonCG(gtol=1e-6),
     }
-    header = f"{'problem':42} {'solver':22} {'steps':>6} {'evals':>6} {'f':>12} {'|g|inf':>9}  {'status':10} {'1st call':>9} {'2nd call':>9}"
+    header = (
+        f"{'problem':42} {'solver':22} {'steps':>6} {'evals':>6} {'HVPs':>5} {'f':>12} {'|g|inf':>9}  "
+        f"{'status':10} {'1st call':>9} {'2nd call':>9}"
+    )
     print("jaxmin showcase (float64, gtol = 1e-6)\n")
     print(header)
     print("-" * len(header))
     for i, (name, fn, x0, args) in enumerate(_problems()):
         for label, solver in solvers.items():
-            if i > 0 and "Zoom" not in label:
-                continue  # every search on the first problem, the default on the rest
+            if i > 0 and "Zoom" not in label and label != "NewtonCG":
+                continue  # every search on the first problem, the defaults on the rest
             sol, first, second = _timed(fn, x0, solver, args)
             gnorm = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(sol.grad))
             status = "CONVERGED" if bool(sol.success) else sol.message.split(":")[0]
             print(
-                f"{name:42} {label:22} {int(sol.num_steps):6d} {int(sol.num_fun_evals):6d} "
+                f"{name:42} {label:22} {int(sol.num_steps):6d} {int(sol.num_fun_evals):6d} {int(sol.num_hvp_evals):5d} "
                 f"{float(sol.fun):12.5e} {gnorm:9.2e}  {status:10} {first:8.2f}s {1e3 * second:7.2f}ms"
             )
     print("\n1st call = trace + compile + solve; 2nd call = the same solve again, compiling nothing.")
