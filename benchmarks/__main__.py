@@ -1,4 +1,5 @@
-"""`python -m benchmarks`: jaxmin L-BFGS against SciPy, Optax, Optimistix, JAXopt.
+"""`python -m benchmarks`: jaxmin L-BFGS against SciPy, Optax, Optimistix, JAXopt,
+and jaxmin Newton-CG against SciPy Newton-CG and trust-ncg.
 
 See benchmarks/README.md for the methodology.
 """
@@ -31,20 +32,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def parse(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="smoke run (~1 min): 3 problems, 3 repeats, batch of 100")
+    p.add_argument("--quick", action="store_true", help="smoke run (~1.5 min): 3 problems, 3 repeats, batch of 100")
     p.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="PROBLEM",
-        help="run only these problems (repeatable or comma-separated; prefix match, "
-        "e.g. 'rosenbrock'; 'batch' selects the batch benchmark). Choices: "
-        + ", ".join(list(P.BUILDERS) + ["batch"]),
+        help="run only these problems and/or sections (repeatable or comma-separated; problems "
+        "by prefix, e.g. 'rosenbrock'; sections by exact name: 'lbfgs' (the L-BFGS table), "
+        "'newton' (the Newton-CG table), 'batch' (the vmap benchmark)). Naming a section runs "
+        "only the named sections ('lbfgs' and 'newton' on the chosen problems, default all); "
+        "naming only problems runs 'lbfgs' and 'newton' on them. Problems: "
+        + ", ".join(P.BUILDERS),
     )
     p.add_argument(
-        "--solvers", default="", help="comma-separated subset of " + ", ".join(dict.fromkeys([*R.SINGLE, *R.BATCH]))
+        "--solvers",
+        default="",
+        help="comma-separated subset of "
+        + ", ".join(dict.fromkeys([*R.SINGLE, *R.BATCH, *R.NEWTON]))
+        + " (a section left with no solver is not run)",
     )
     p.add_argument("--repeats", type=int, default=None, help="steady-state repeats (default 7, quick 3)")
+    p.add_argument(
+        "--newton-repeats", type=int, default=None,
+        help="steady-state repeats of the Newton-CG section (default 5, quick 3)",
+    )
+    p.add_argument(
+        "--newton-budget", type=float, default=10.0,
+        help="--budget of the Newton-CG section (default 10 s)",
+    )
+    p.add_argument(
+        "--newton-solve-limit", type=float, default=R.NEWTON_SOLVE_LIMIT_S,
+        help="seconds one SciPy Newton-CG / trust-ncg solve may take before it is aborted and "
+        f"reported as 'skipped: over budget' (default {R.NEWTON_SOLVE_LIMIT_S:g})",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 1000, quick 100)")
     p.add_argument(
         "--budget", type=float, default=60.0, help="seconds of steady timing per solver and problem before "
@@ -56,16 +77,27 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def select_problems(only: list[str], quick: bool) -> tuple[list[str], bool]:
+SECTIONS = ("lbfgs", "newton", "batch")
+
+
+def select_problems(only: list[str], quick: bool) -> tuple[list[str], set[str]]:
+    """(problems, sections) from the --only tokens; see ``--help``."""
     names = P.QUICK if quick else list(P.BUILDERS)
     if not only:
-        return names, True
+        return names, set(SECTIONS)
     wanted = [w.strip() for o in only for w in o.split(",") if w.strip()]
-    unknown = [w for w in wanted if w != "batch" and not any(n.startswith(w) for n in P.BUILDERS)]
+    sections = {w for w in wanted if w in SECTIONS}
+    probs = [w for w in wanted if w not in SECTIONS]
+    unknown = [w for w in probs if not any(n.startswith(w) for n in P.BUILDERS)]
     if unknown:
-        sys.exit(f"unknown problem(s) {unknown}; choose from {list(P.BUILDERS) + ['batch']}")
-    chosen = [n for n in P.BUILDERS if any(n.startswith(w) for w in wanted if w != "batch")]
-    return chosen, "batch" in wanted
+        sys.exit(f"unknown problem(s) {unknown}; choose from {list(P.BUILDERS)} or sections {list(SECTIONS)}")
+    if probs:
+        names = [n for n in P.BUILDERS if any(n.startswith(w) for w in probs)]
+        if not sections & {"lbfgs", "newton"}:
+            sections |= {"lbfgs", "newton"}
+    elif not sections & {"lbfgs", "newton"}:
+        names = []  # only 'batch'
+    return names, sections
 
 
 def main(argv=None) -> int:
@@ -73,8 +105,11 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*jaxopt.*")
     repeats = args.repeats or (3 if args.quick else 7)
+    newton_repeats = args.newton_repeats or (3 if args.quick else 5)
     batch_size = args.batch_size or (100 if args.quick else 1000)
-    names, do_batch = select_problems(args.only, args.quick)
+    R.NEWTON_SOLVE_LIMIT_S = args.newton_solve_limit
+    names, sections = select_problems(args.only, args.quick)
+    do_batch = "batch" in sections
     filtered = bool(args.only or args.solvers)
     out = args.out or os.path.join(
         HERE, "results_quick" if args.quick else ("results_partial" if filtered else "results")
@@ -86,50 +121,90 @@ def main(argv=None) -> int:
     if os.environ.get("MAKELEVEL"):
         command = f"`make bench`, i.e. {command}"
 
-    wanted_solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] or [*R.SINGLE, *R.BATCH]
-    single = {k: v for k, v in R.SINGLE.items() if k in wanted_solvers}
+    all_solvers = [*R.SINGLE, *R.BATCH, *R.NEWTON]
+    wanted_solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] or all_solvers
+    unknown = [s for s in wanted_solvers if s not in all_solvers]
+    if unknown:
+        sys.exit(f"unknown solver(s) {unknown}; choose from {list(dict.fromkeys(all_solvers))}")
+    single = {k: v for k, v in R.SINGLE.items() if k in wanted_solvers} if "lbfgs" in sections else {}
+    newton = {k: v for k, v in R.NEWTON.items() if k in wanted_solvers} if "newton" in sections else {}
     batch = {k: v for k, v in R.BATCH.items() if k in wanted_solvers}
     skip: dict[str, str] = {}
     ok, why = R.jaxmin_available()
     if not ok:
         skip["jaxmin"] = skip["jaxmin-jit"] = f"skipped: {why}"
         log(f"NOTE: jaxmin runner skipped ({why})")
+    ok, why = R.jaxmin_newton_available()
+    if not ok:
+        skip["jaxmin-ncg"] = skip["jaxmin-ncg-jit"] = f"skipped: {why}"
+        log(f"NOTE: jaxmin NewtonCG runners skipped ({why})")
 
     t_start = time.perf_counter()
-    log(f"warm-up ({', '.join(k for k in single if k not in skip)}) ...")
-    warmup({k: v for k, v in single.items() if k not in skip})
+    to_warm = {k: v for k, v in {**single, **newton}.items() if k not in skip}
+    log(f"warm-up ({', '.join(to_warm)}) ...")
+    warmup(to_warm)
 
     problem_rows = []
+    newton_rows = []
     descriptions = {}
-    for name in names:
+    for name in names if single else []:
         prob = P.get(name)
         descriptions[name] = prob.description
         log(f"[{name}] {prob.description}")
         problem_rows.append(run_problem(prob, single, repeats, args.budget, skip))
+    t_newton = time.perf_counter()
+    for name in names if newton else []:
+        prob = P.get(name)
+        descriptions[name] = prob.description
+        log(f"[newton {name}] {prob.description}")
+        newton_rows.append(
+            run_problem(prob, newton, newton_repeats, args.newton_budget, skip, ratio_reference=R.NEWTON_REFERENCE)
+        )
+    t_newton = time.perf_counter() - t_newton
     batch_rows = []
     if do_batch:
         log(f"[batch] vmap over {batch_size} Rosenbrock n=2 problems")
         batch_rows = run_batch(batch_size, batch, repeats, args.budget, skip)
     elapsed = time.perf_counter() - t_start
 
-    md = render(problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions)
+    md = render(
+        problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
+        newton_rows=newton_rows, newton_repeats=newton_repeats, newton_budget=args.newton_budget,
+        newton_elapsed=t_newton, png=os.path.basename(out) + "_newton.png",
+    )
     print(md)
     with open(out + ".md", "w") as fh:
         fh.write(md)
-    try:
-        report.plot(problem_rows, batch_rows, out + ".png")
-    except Exception as e:  # noqa: BLE001
-        log(f"plot failed: {type(e).__name__}: {e}")
-    log(f"wrote {out}.md and {out}.png in {elapsed:.0f}s")
+    written = [out + ".md"]
+    for rows, batch_part, path, title in (
+        (problem_rows, batch_rows, out + ".png", None),
+        (newton_rows, [], out + "_newton.png",
+         "Newton-CG section: steady-state solve time (hatched: did not reach ‖g‖∞ ≤ 1e-6)"),
+    ):
+        if not (rows or batch_part):
+            continue
+        try:
+            report.plot(rows, batch_part, path, **({"title": title} if title else {}))
+            written.append(path)
+        except Exception as e:  # noqa: BLE001
+            log(f"plot failed: {type(e).__name__}: {e}")
+    log(f"wrote {', '.join(written)} in {elapsed:.0f}s")
     return 0
 
 
-def render(problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions) -> str:
+def render(
+    problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
+    newton_rows=(), newton_repeats=None, newton_budget=None, newton_elapsed=None, png=None,
+) -> str:
     parts = [
         "# jaxmin benchmark results\n",
         report.machine_info(command),
-        f"- steady repeats: {repeats} (round-robin interleaved), total wall time {elapsed:.0f} s\n",
-        "\nAll solves in float64, target ‖∇f‖∞ ≤ 1e-6, history 10, max 10000 iterations. "
+        f"- steady repeats: {repeats} (round-robin interleaved)"
+        + (f"; Newton-CG section: {newton_repeats}" if newton_rows else "")
+        + f"; total wall time {elapsed:.0f} s"
+        + (f" (Newton-CG section {newton_elapsed:.0f} s)" if newton_rows else "")
+        + "\n",
+        "\nAll solves in float64, target ‖∇f‖∞ ≤ 1e-6, max 10000 iterations (L-BFGS: history 10). "
         "*first call* = trace + compile + run from the standard start with a fresh objective "
         "closure (nothing cached); *steady* = median over repeated calls from the steady start "
         "x0 + 0.01·N(0, I) (fixed seed), solvers interleaved round-robin; *ratio* = steady / the "
@@ -139,15 +214,46 @@ def render(problem_rows, batch_rows, command, repeats, batch_size, elapsed, desc
         "standard-start solution. *jaxmin floor* = jaxmin's evaluations from the steady start × "
         "t_eval, the time of one value_and_grad measured in a jitted fori_loop. Solver "
         "configuration and evaluation counting: see `benchmarks/README.md`.\n",
-        "\nOptimistix rtol = atol per problem (calibrated, see README): "
-        + ", ".join(f"{n}: {R.OPTX_TOL.get(n, R.OPTX_TOL_DEFAULT):g}" for n in P.BUILDERS)
-        + f" (batch: {R.OPTX_TOL_BATCH:g}); JAXopt tol = {R.JAXOPT_TOL:g} on ‖g‖₂.\n",
     ]
-    if problem_rows:
+    if problem_rows or batch_rows:
+        parts.append(
+            "\nOptimistix rtol = atol per problem (calibrated, see README): "
+            + ", ".join(f"{n}: {R.OPTX_TOL.get(n, R.OPTX_TOL_DEFAULT):g}" for n in P.BUILDERS)
+            + f" (batch: {R.OPTX_TOL_BATCH:g}); JAXopt tol = {R.JAXOPT_TOL:g} on ‖g‖₂.\n"
+        )
+    if problem_rows or newton_rows:
         parts.append("\n## Single problems\n\n")
         parts.extend(f"- `{n}`: {d}\n" for n, d in descriptions.items())
         parts.append("\n")
+    if problem_rows:
         parts.append(report.problem_table([r for rows in problem_rows for r in rows]))
+    if newton_rows:
+        xtols = ", ".join(f"{n}: {R.SCIPY_NCG_XTOL.get(n, R.SCIPY_NCG_XTOL_DEFAULT):g}" for n in descriptions)
+        parts.append("\n## Newton-CG\n\n")
+        parts.append(
+            "jaxmin `NewtonCG(gtol=1e-6)` (default truncated-CG linear solver and line search), "
+            "called directly and inside `jax.jit`, against SciPy `minimize(method=\"Newton-CG\")` "
+            "and `minimize(method=\"trust-ncg\")`, both with `jac=True` (jitted value_and_grad) and "
+            "`hessp` (jitted forward-over-reverse HVP), float64 NumPy in and out. Same problems, starts "
+            "and target ‖∇f‖∞ ≤ 1e-6 as above. SciPy Newton-CG has no gradient test, only "
+            f"`xtol` (1-norm of the step ≤ n·xtol), calibrated per problem as the loosest of 1e-5…1e-10 "
+            f"reaching the target from both starts ({xtols}); trust-ncg `gtol` = "
+            f"{R.SCIPY_TRUST_NCG_GTOL:g} on ‖g‖₂ (implies the ∞-norm target); both `maxiter` = "
+            f"{R.MAXITER}. *× {report._label(R.NEWTON_REFERENCE)}* = steady / SciPy Newton-CG's steady. "
+            "evals = value+gradient evaluations (SciPy: `nfev`), HVPs = Hessian-vector products "
+            "(SciPy: `nhev`; trust-ncg's `nhev` is one more than the real count, see README). "
+            f"Steady = median of {newton_repeats} interleaved calls, at most {newton_budget:g} s per "
+            f"solver and problem (fewer: `(n=…)`); a SciPy solve over {R.NEWTON_SOLVE_LIMIT_S:g} s "
+            "is aborted (\"skipped: over budget\"). *jaxmin floor* = evals × t_eval + HVPs × t_hvp "
+            "(steady start), each measured in a jitted fori_loop.\n\n"
+        )
+        summary = report.newton_summary(newton_rows)
+        if summary:
+            parts.append("Targets (steady ≤ 0.1× SciPy Newton-CG on every problem; evals + HVPs ≤ "
+                         "SciPy Newton-CG's, median over problems):\n\n" + summary + "\n")
+        parts.append(report.newton_table([r for rows in newton_rows for r in rows]))
+        if png:
+            parts.append(f"\nChart: `{png}`.\n")
     if batch_rows:
         parts.append(f"\n## Batch: jax.vmap over {batch_size} Rosenbrock n=2 problems\n\n")
         parts.append(

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import numpy as np
 
-from .runners import GTOL, PEER_LABELS
+from .runners import GTOL, NEWTON_REFERENCE, PEER_LABELS
 from .suite import Row
 
 
@@ -80,6 +80,92 @@ def problem_table(rows: list[Row]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def _sum(a, b):
+    return None if a is None or b is None else a + b
+
+
+def _fmt_ratio(x: float) -> str:
+    return f"{x:.2f}×" if x >= 0.095 else f"{x:.2g}×"
+
+
+def newton_table(rows: list[Row]) -> str:
+    """The Newton-CG section: HVPs and evaluations + HVPs, ratio to SciPy Newton-CG."""
+    ref = _label(NEWTON_REFERENCE)
+    head = (
+        f"| problem | solver | first call | steady | × {ref} | iters (std / steady start) | "
+        "evals (std / steady) | HVPs (std / steady) | evals + HVPs (std / steady) | "
+        "‖g‖∞ (std / steady) | jaxmin floor | notes |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if r.error:
+            lines.append(f"| {r.problem} | {_label(r.solver)} | {r.error} | | | | | | | | | |")
+            continue
+        ratio = "–" if r.ratio is None else _fmt_ratio(r.ratio)
+        floor = fmt_time(r.floor) if r.floor is not None else ""
+        g = "–" if r.gnorm is None else f"{r.gnorm:.1e} / {r.gnorm_s:.1e} {'✓' if r.met_target else '✗'}"
+        lines.append(
+            f"| {r.problem} | {_label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
+            f"{_pair(r.iters, r.iters_s)} | {_pair(r.nfev, r.nfev_s)} | {_pair(r.nhvp, r.nhvp_s)} | "
+            f"{_pair(_sum(r.nfev, r.nhvp), _sum(r.nfev_s, r.nhvp_s))} | {g} | {floor} | {_notes(r)} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def newton_summary(problem_rows: list[list[Row]], solvers=("jaxmin-ncg", "jaxmin-ncg-jit")) -> str:
+    """The issue's targets, per jaxmin Newton-CG variant: steady ≤ 0.1× SciPy
+    Newton-CG on every problem, and evaluations + HVPs ≤ SciPy Newton-CG's (median
+    over problems of the per-problem ratio, for each start)."""
+    ref_label = _label(NEWTON_REFERENCE)
+    out = []
+    for name in solvers:
+        times, work_std, work_s, missing, unmet = [], [], [], [], []
+        for rows in problem_rows:
+            by = {r.solver: r for r in rows}
+            mine, ref = by.get(name), by.get(NEWTON_REFERENCE)
+            if mine is None:
+                continue
+            if mine.error and mine.error.startswith("skipped: jaxmin"):
+                missing.append(mine.error)
+                continue
+            if mine.error or ref is None or ref.error or mine.steady is None or ref.steady is None:
+                missing.append(mine.problem)
+                continue
+            if not mine.met_target:
+                unmet.append(mine.problem)
+            times.append((mine.steady / ref.steady, mine.problem))
+            w_ref = _sum(ref.nfev, ref.nhvp)
+            w_ref_s = _sum(ref.nfev_s, ref.nhvp_s)
+            if w_ref and _sum(mine.nfev, mine.nhvp) is not None:
+                work_std.append(_sum(mine.nfev, mine.nhvp) / w_ref)
+            if w_ref_s and _sum(mine.nfev_s, mine.nhvp_s) is not None:
+                work_s.append(_sum(mine.nfev_s, mine.nhvp_s) / w_ref_s)
+        if not times:
+            if missing and all(m.startswith("skipped: jaxmin") for m in missing):
+                out.append(f"- **{_label(name)}**: {missing[0]}\n")
+            elif missing:
+                out.append(f"- **{_label(name)}**: no comparison (not run, or no {ref_label} time, on: "
+                           f"{', '.join(missing)})\n")
+            continue
+        n_ok = sum(t <= 0.1 for t, _ in times)
+        worst_t, worst_p = max(times)
+        line = (
+            f"- **{_label(name)}**: steady ≤ 0.1× {ref_label} on {n_ok} of {len(times)} problems "
+            f"(worst {_fmt_ratio(worst_t)} on {worst_p}; median {_fmt_ratio(float(np.median([t for t, _ in times])))}) "
+            f"{'✓' if n_ok == len(times) else '✗'}; evals + HVPs / {ref_label}'s, median over "
+            f"problems: {float(np.median(work_std)):.2f} (standard start), "
+            f"{float(np.median(work_s)):.2f} (steady start) "
+            f"{'✓' if work_std and work_s and np.median(work_std) <= 1 and np.median(work_s) <= 1 else '✗'}"
+        )
+        if unmet:
+            line += f"; did NOT reach ‖g‖∞ ≤ 1e-6 on {', '.join(unmet)}"
+        if missing:
+            line += f"; no comparison on {', '.join(missing)}"
+        out.append(line + "\n")
+    return "".join(out)
+
+
 def batch_table(rows: list[Row]) -> str:
     head = (
         "| problem | solver | first call | steady | ratio | iters mean/max | evals mean/max | "
@@ -145,13 +231,20 @@ def machine_info(command: str) -> str:
     )
 
 
-def plot(problem_rows: list[list[Row]], batch_rows: list[Row], path: str) -> None:
+def plot(
+    problem_rows: list[list[Row]],
+    batch_rows: list[Row],
+    path: str,
+    title: str = "Steady-state solve time (hatched: did not reach ‖g‖∞ ≤ 1e-6)",
+) -> None:
+    """One group of bars per problem (and the batch), one bar per timed solver."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     groups = [rows for rows in problem_rows if rows] + ([batch_rows] if batch_rows else [])
+    groups = [g for g in groups if any(r.steady is not None for r in g)]
     if not groups:
         return
     solvers: list[str] = []
@@ -178,7 +271,7 @@ def plot(problem_rows: list[list[Row]], batch_rows: list[Row], path: str) -> Non
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([g[0].problem for g in groups], rotation=30, ha="right")
     ax.set_ylabel("steady time per solve [s] (median, log scale)")
-    ax.set_title("Steady-state solve time (hatched: did not reach ‖g‖∞ ≤ 1e-6)")
+    ax.set_title(title)
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import problems as P
 from . import runners as R
-from .timing import eval_time, interleaved_medians, median, timed_call
+from .timing import eval_time, hvp_time, interleaved_medians, median, timed_call
 
 
 @dataclasses.dataclass
@@ -34,7 +34,9 @@ class Row:
     error: str | None = None
     note: str = ""
     ratio: float | None = None
-    floor: float | None = None  # jaxmin only: nfev_s * t_eval
+    floor: float | None = None  # jaxmin only: nfev_s * t_eval (+ nhvp_s * t_hvp)
+    nhvp: int | None = None  # Hessian-vector products (Newton section), standard start
+    nhvp_s: int | None = None  # ... steady start
     # batch-only summaries
     n_conv: int | None = None
     batch: int | None = None
@@ -94,7 +96,16 @@ def _record_failure(row: Row, where: str, e: Exception) -> None:
         traceback.print_exc()
 
 
-def _set_ratios(rows: list[Row]) -> None:
+def _set_ratios(rows: list[Row], reference: str | None = None) -> None:
+    """ratio = steady / the best peer's steady; with ``reference``, steady / that
+    solver's steady (no ratio when the reference has no steady time)."""
+    if reference is not None:
+        ref = next((r for r in rows if r.solver == reference and r.steady is not None), None)
+        if ref is not None:
+            for r in rows:
+                if r.steady is not None:
+                    r.ratio = r.steady / ref.steady
+        return
     peers = [r for r in rows if not r.solver.startswith("jaxmin") and r.steady is not None]
     good = [r for r in peers if r.met_target]
     pool = good or peers
@@ -124,8 +135,15 @@ def run_problem(
     repeats: int,
     budget_s: float,
     skip: dict[str, str] | None = None,
+    ratio_reference: str | None = None,
 ) -> list[Row]:
-    """First call + steady timings of every solver on one problem."""
+    """First call + steady timings of every solver on one problem.
+
+    ``ratio_reference`` (the Newton section: "scipy-ncg") makes the ratio column
+    relative to that solver instead of the best peer.  A runner that raises
+    ``runners.OverBudget`` (a SciPy Newton-type solve past its time limit) becomes a
+    "skipped: over budget" row.
+    """
     skip = skip or {}
     check = _gnorm_fn(problem, batched=False)
     check(problem.x0)  # compile the checker outside any timing
@@ -145,35 +163,48 @@ def run_problem(
             f, g = check(res.x)
             row.f, row.gnorm = float(f), float(g)
             row.iters, row.nfev, row.ok, row.note = res.iters, res.nfev, res.ok, res.note
+            row.nhvp = res.nhvp
             # one untimed call from the steady start: its statistics (and a check
             # that it does not recompile: it is timed and logged)
             t_warm, raw = timed_call(runner, x0s)
             res = runner.result(raw)
             _, g = check(res.x)
             row.gnorm_s, row.iters_s, row.nfev_s = float(g), res.iters, res.nfev
+            row.nhvp_s = res.nhvp
             runners[name] = runner
+            hvp = "" if row.nhvp is None else f" hvp {row.nhvp:>6}"
             log(
                 f"  {problem.name:18s} {name:12s} first {row.first:8.3f}s  its {row.iters:>6} "
-                f"nfev {row.nfev:>6}  |g|inf {row.gnorm:.2e}  (steady start: its {row.iters_s}, "
+                f"nfev {row.nfev:>6}{hvp}  |g|inf {row.gnorm:.2e}  (steady start: its {row.iters_s}, "
                 f"|g|inf {row.gnorm_s:.2e}, {t_warm:.4f}s)"
             )
+        except R.OverBudget as e:
+            row.error = f"skipped: over budget ({e})"
+            log(f"  {problem.name:18s} {name:12s} {row.error}")
         except Exception as e:  # noqa: BLE001
             _record_failure(row, f"{problem.name:18s} {name:12s}", e)
 
     _steady(rows, runners, x0s, repeats, budget_s)
 
-    mine = [n for n in ("jaxmin", "jaxmin-jit") if n in runners and rows[n].nfev_s is not None]
+    mine = [n for n in runners if n.startswith("jaxmin") and rows[n].nfev_s is not None]
     if mine:
         try:
             t_eval = eval_time(problem.make_fun(), x0s, problem.args)
+            t_hvp = None
+            if any(rows[n].nhvp_s for n in mine):
+                t_hvp = hvp_time(problem.make_fun(), x0s, problem.args)
             for n in mine:
                 rows[n].floor = rows[n].nfev_s * t_eval
-                rows[n].note = (rows[n].note + f" t_eval={t_eval * 1e6:.3g} µs").strip()
+                note = f"t_eval={t_eval * 1e6:.3g} µs"
+                if t_hvp is not None and rows[n].nhvp_s is not None:
+                    rows[n].floor += rows[n].nhvp_s * t_hvp
+                    note += f", t_hvp={t_hvp * 1e6:.3g} µs"
+                rows[n].note = (rows[n].note + " " + note).strip()
         except Exception as e:  # noqa: BLE001
             for n in mine:
                 rows[n].note += f" floor {_err(e)}"
     out = list(rows.values())
-    _set_ratios(out)
+    _set_ratios(out, ratio_reference)
     return out
 
 

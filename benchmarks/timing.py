@@ -76,23 +76,50 @@ def eval_time(fun: Callable, x0, args: tuple, target_s: float = 0.05, repeats: i
     """
     vg = jax.value_and_grad(fun)
 
-    def loop(x, eps, args, n):
-        def body(i, carry):
-            x, acc = carry
-            v, g = vg(x, *args)
-            return x + eps * g, acc + v
+    def step(x, eps, args):
+        v, g = vg(x, *args)
+        return x + eps * g, v
 
-        return jax.lax.fori_loop(0, n, body, (x, jnp.zeros((), x.dtype)))
+    return _loop_time(step, x0, args, target_s, repeats)
+
+
+def hvp_time(fun: Callable, x0, args: tuple, target_s: float = 0.05, repeats: int = 5) -> float:
+    """Seconds per forward-over-reverse Hessian-vector product
+    ``jax.jvp(jax.grad(fun), (x,), (p,))``, measured like ``eval_time`` (the product
+    is fed back into both ``x`` and the direction with a runtime ``eps = 0`` and its
+    sum accumulated, so the loop can neither be hoisted nor dropped)."""
+    grad = jax.grad(fun)
+
+    def step(carry, eps, args):
+        x, p = carry
+        _, hv = jax.jvp(lambda y: grad(y, *args), (x,), (p,))
+        return (x + eps * hv, p + eps * hv), jnp.sum(hv)
+
+    x0 = jnp.asarray(x0)
+    return _loop_time(step, (x0, jnp.ones_like(x0)), args, target_s, repeats)
+
+
+def _loop_time(step: Callable, carry0, args: tuple, target_s: float, repeats: int) -> float:
+    """Seconds per ``step(carry, eps, args) -> (carry, scalar)`` inside a jitted
+    ``fori_loop`` (see ``eval_time``)."""
+
+    def loop(carry, eps, args, n):
+        def body(i, c):
+            carry, acc = c
+            carry, v = step(carry, eps, args)
+            return carry, acc + v
+
+        return jax.lax.fori_loop(0, n, body, (carry, jnp.zeros((), eps.dtype)))
 
     loop = jax.jit(loop)  # n is a traced bound: compiled once for all counts
-    x0 = jnp.asarray(x0)
-    eps = jnp.zeros((), x0.dtype)
-    jax.block_until_ready(loop(x0, eps, args, 1))  # compile
+    carry0 = jax.tree_util.tree_map(jnp.asarray, carry0)
+    eps = jnp.zeros((), jax.tree_util.tree_leaves(carry0)[0].dtype)
+    jax.block_until_ready(loop(carry0, eps, args, 1))  # compile
     n = 1
-    t, _ = timed_call(loop, x0, eps, args, n)
+    t, _ = timed_call(loop, carry0, eps, args, n)
     while t < target_s / 8 and n < (1 << 24):
         n *= 2
-        t, _ = timed_call(loop, x0, eps, args, n)
+        t, _ = timed_call(loop, carry0, eps, args, n)
     n = max(1, int(round(n * target_s / max(t, 1e-9))))
-    ts = [timed_call(loop, x0, eps, args, n)[0] for _ in range(repeats)]
+    ts = [timed_call(loop, carry0, eps, args, n)[0] for _ in range(repeats)]
     return float(np.median(ts)) / n

@@ -89,9 +89,12 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
             solution = self.linear_solver.solve(hvp(fn, x, args), -g)
             return solution.x, solution.num_steps
 
-        p, cg_steps = lax.cond(
-            state.steepest_next, lambda _: (steepest, jnp.array(0, jnp.int32)), newton_direction, None
-        )
+        def steepest_direction(_):
+            return steepest, jnp.array(0, jnp.int32)
+
+        p, cg_steps = lax.cond(state.steepest_next, steepest_direction, newton_direction, None)
+        # linearising the gradient at x re-evaluates it once: counted as an evaluation
+        linearised = (~state.steepest_next).astype(jnp.int32)
         slope = jnp.dot(g, p)
         newton = ~state.steepest_next & (slope < 0)  # NaN slopes fall back too
         p = jnp.where(newton, p, steepest)
@@ -105,7 +108,7 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
             flat_steps=step.flat_steps,
             status=jnp.where(stop, step.status, state.status),
             alpha=step.alpha, ls_evals=step.ls_evals, cg_steps=cg_steps,
-            num_fun_evals=state.num_fun_evals + step.ls_evals,
+            num_fun_evals=state.num_fun_evals + linearised + step.ls_evals,
             num_hvp_evals=state.num_hvp_evals + cg_steps,
         )
         return step.x, new_state
