@@ -25,7 +25,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-import numpy as np  # noqa: E402
 
 from . import problems as P  # noqa: E402
 from . import runners as R  # noqa: E402

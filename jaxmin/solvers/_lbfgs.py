@@ -5,17 +5,15 @@ Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - 
 """
 
 import equinox as eqx
-import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
-from .._misc import as_dtype, eps, is_finite, max_norm
-from .._solution import Status
+from .._misc import eps
 from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
-from ._search import must_stop, search_step
+from ._search import check_options, gradient_terminate, must_stop, search_step, start_point
 
 
 class _LBFGSState(AbstractState):
@@ -88,22 +86,17 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     def __check_init__(self):
         if not isinstance(self.history_size, int) or self.history_size < 1:
             raise ValueError("`LBFGS(history_size=...)` must be a positive int.")
-        if isinstance(self.gtol, (int, float)) and self.gtol < 0:
-            raise ValueError("`LBFGS(gtol=...)` must be non-negative.")
-        if not isinstance(self.linesearch, AbstractLineSearch):
-            raise TypeError("`LBFGS(linesearch=...)` must be a `jm.linesearch` search.")
+        check_options(self, self.gtol, self.linesearch)
 
     def init(self, fn, x, args):
-        f, g = jax.value_and_grad(fn)(x, *args)
-        f = f.astype(x.dtype)
+        f, g, status = start_point(fn, x, args)
         m, n = self.history_size, x.shape[0]
         zero = jnp.zeros((), x.dtype)
         return _LBFGSState(
             f=f, g=g,
             s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
             rho=jnp.zeros(m, x.dtype), k=jnp.array(0, jnp.int32), gamma=zero,
-            flat_steps=jnp.array(0, jnp.int32),
-            status=jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
+            flat_steps=jnp.array(0, jnp.int32), status=status,
             alpha=zero, ls_evals=jnp.array(0, jnp.int32),
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
         )
@@ -151,6 +144,4 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         return step.x, new_state
 
     def terminate(self, state):
-        converged = max_norm(state.g) <= as_dtype(self.gtol, state.g)
-        failed = state.status != Status.CONVERGED
-        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
+        return gradient_terminate(state, self.gtol)

@@ -4,19 +4,16 @@ Notation: `x, f, g`; Hessian `H` seen only through products `H v`; Newton direct
 `p` from `H p = -g` solved inexactly by truncated CG; step `alpha`.
 """
 
-import equinox as eqx
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
 
-from .._misc import as_dtype, is_finite, max_norm
-from .._solution import Status
 from .._typing import ScalarLike, Vector
 from ..linear import AbstractLinearSolver, TruncatedCG
 from ..linesearch import AbstractLineSearch, Backtracking
 from ._base import AbstractSolver, AbstractState
-from ._search import must_stop, search_step
+from ._search import check_options, gradient_terminate, must_stop, search_step, start_point
 
 
 class _NewtonCGState(AbstractState):
@@ -63,21 +60,16 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
     gtol: ScalarLike = 1e-5
 
     def __check_init__(self):
-        if isinstance(self.gtol, (int, float)) and self.gtol < 0:
-            raise ValueError("`NewtonCG(gtol=...)` must be non-negative.")
+        check_options(self, self.gtol, self.linesearch)
         if not isinstance(self.linear_solver, AbstractLinearSolver):
             raise TypeError("`NewtonCG(linear_solver=...)` must be a `jm.linear` solver.")
-        if not isinstance(self.linesearch, AbstractLineSearch):
-            raise TypeError("`NewtonCG(linesearch=...)` must be a `jm.linesearch` search.")
 
     def init(self, fn, x, args):
-        f, g = jax.value_and_grad(fn)(x, *args)
-        f = f.astype(x.dtype)
+        f, g, status = start_point(fn, x, args)
         zero_i = jnp.array(0, jnp.int32)
         return _NewtonCGState(
             f=f, g=g, steepest_next=jnp.array(False), flat_steps=zero_i,
-            status=jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
-            alpha=jnp.zeros((), x.dtype), ls_evals=zero_i, cg_steps=zero_i,
+            status=status, alpha=jnp.zeros((), x.dtype), ls_evals=zero_i, cg_steps=zero_i,
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=zero_i,
         )
 
@@ -114,6 +106,4 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
         return step.x, new_state
 
     def terminate(self, state):
-        converged = max_norm(state.g) <= as_dtype(self.gtol, state.g)
-        failed = state.status != Status.CONVERGED
-        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
+        return gradient_terminate(state, self.gtol)

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
 
-from .._misc import below_precision, eps
+from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
 from .._solution import Status
 from .._typing import Objective, Vector
+from .._typing import ScalarLike
 from ..linesearch import AbstractLineSearch
 
 # Steps in a row that may leave f unchanged (to rounding) while x still moves: beyond
@@ -94,3 +95,28 @@ def must_stop(step: SearchStep, retry_possible: Bool[Array, ""]) -> Bool[Array, 
     """Stop after a failed step that no safer direction can retry, or after a run of
     steps that left f unchanged."""
     return (step.failed & (~retry_possible | step.at_precision)) | (step.flat_steps >= MAX_FLAT_STEPS)
+
+
+def check_options(solver, gtol: ScalarLike, linesearch: AbstractLineSearch) -> None:
+    """Raise for a negative `gtol` (when a Python number) or a non-search `linesearch`."""
+    name = type(solver).__name__
+    if isinstance(gtol, (int, float)) and gtol < 0:
+        raise ValueError(f"`{name}(gtol=...)` must be non-negative.")
+    if not isinstance(linesearch, AbstractLineSearch):
+        raise TypeError(f"`{name}(linesearch=...)` must be a `jm.linesearch` search.")
+
+
+def start_point(fn: Objective, x: Vector, args: tuple):
+    """`(f, g, status)` at the initial point: `NONFINITE` where f or g is NaN/inf."""
+    f, g = jax.value_and_grad(fn)(x, *args)
+    f = f.astype(x.dtype)
+    status = jnp.where(is_finite(f, g), Status.CONVERGED, Status.NONFINITE).astype(jnp.int32)
+    return f, g, status
+
+
+def gradient_terminate(state, gtol: ScalarLike):
+    """`(done, status)` for solvers that converge when `max|g| <= gtol`: done at
+    convergence or at a recorded failure."""
+    converged = max_norm(state.g) <= as_dtype(gtol, state.g)
+    failed = state.status != Status.CONVERGED
+    return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
