@@ -8,9 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._loop import run_solver
+from ._implicit import solve_implicit
 from ._solution import MESSAGES, Solution, Status
+from .linear import CG, AbstractLinearSolver
 from .solvers import LBFGS, AbstractSolver
+
+# the Hessian at a minimum is symmetric positive (semi)definite: matrix-free CG
+_DEFAULT_IMPLICIT_SOLVER = CG()
 
 _ERROR_MESSAGES = [f"minimize did not converge: {MESSAGES[s]}" for s in Status]
 
@@ -54,10 +58,10 @@ def _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver) -> None
         raise ValueError(f"{name} does not take `bounds` in this version of jaxmin.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
         raise ValueError(f"`max_steps` must be a non-negative int; got {max_steps!r}.")
-    if implicit_solver is not None:
-        raise NotImplementedError(
-            "`implicit_solver` needs implicit differentiation, which this version of "
-            "jaxmin does not have yet."
+    if implicit_solver is not None and not isinstance(implicit_solver, AbstractLinearSolver):
+        raise TypeError(
+            f"`implicit_solver` must be a `jm.linear` solver such as `jm.linear.CG()`; got "
+            f"{implicit_solver!r}."
         )
 
 
@@ -87,18 +91,26 @@ def minimize(
     - `max_steps`: iteration cap (`Status.MAX_STEPS` when reached).
     - `throw`: raise (also under `jit`) when the solve did not converge.
     - `verbose`: print one line per iteration (also under `jit`).
-    - `implicit_solver`: linear solver of the implicit-differentiation rule.
+    - `implicit_solver`: the `jm.linear` solver of the implicit-differentiation rule
+      (default `jm.linear.CG()` on the Hessian).
 
     The whole solve is one compiled `lax.while_loop`. Calling again with the same
     `fn` object, an equal solver and inputs of the same shapes compiles nothing; float
     leaves of `x0`, `args` and the solver's hyperparameters are traced, other leaves
     are static. Works under `jax.jit` and `jax.vmap`.
+
+    `sol.x` and `sol.fun` are differentiable (`jax.grad`, `jax.jacrev`, `jax.jacfwd`,
+    `jax.jvp`, and `vmap` of them) with respect to every floating array in `args` and
+    every array `fn` closes over, by the implicit function theorem: never through the
+    loop. The derivative with respect to `x0` is zero.
     """
     if not isinstance(args, tuple):
         args = (args,)
     _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
     _check_x0(x0)
-    leaves, treedef = jax.tree.flatten((fn, x0, args, solver))
+    if implicit_solver is None:
+        implicit_solver = _DEFAULT_IMPLICIT_SOLVER
+    leaves, treedef = jax.tree.flatten((fn, x0, args, solver, implicit_solver))
     dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
     static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
     # Outside any trace the failure is raised here, as a plain Python error; inside
@@ -114,7 +126,7 @@ def minimize(
 def _solve(static, dynamic, max_steps) -> Solution:
     treedef, static_leaves, throw, verbose = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
-    fn, x0, args, solver = jax.tree.unflatten(treedef, leaves)
+    fn, x0, args, solver, implicit_solver = jax.tree.unflatten(treedef, leaves)
     x0 = jax.tree.map(jnp.asarray, x0)
     x_flat, unravel = ravel_pytree(x0)
 
@@ -127,7 +139,9 @@ def _solve(static, dynamic, max_steps) -> Solution:
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"`fn` must return a real floating-point scalar; got dtype {out.dtype}.")
 
-    x, state, num_steps, status = run_solver(solver, flat_fn, x_flat, args, max_steps, verbose)
+    x, state, num_steps, status = solve_implicit(
+        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver
+    )
     success = status == Status.CONVERGED
     sol = Solution(
         x=unravel(x),
