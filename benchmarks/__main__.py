@@ -1,5 +1,6 @@
 """`python -m benchmarks`: jaxmin L-BFGS against SciPy, Optax, Optimistix, JAXopt,
-and jaxmin Newton-CG against SciPy Newton-CG and trust-ncg.
+jaxmin Newton-CG against SciPy Newton-CG and trust-ncg, and jax.grad through an
+L-BFGS solve (implicit differentiation) against Optimistix and JAXopt.
 
 See benchmarks/README.md for the methodology.
 """
@@ -40,16 +41,18 @@ def parse(argv=None):
         metavar="PROBLEM",
         help="run only these problems and/or sections (repeatable or comma-separated; problems "
         "by prefix, e.g. 'rosenbrock'; sections by exact name: 'lbfgs' (the L-BFGS table), "
-        "'newton' (the Newton-CG table), 'batch' (the vmap benchmark)). Naming a section runs "
+        "'newton' (the Newton-CG table), 'batch' (the vmap benchmark), 'hypergrad' (jax.grad "
+        "through a solve)). Naming a section runs "
         "only the named sections ('lbfgs' and 'newton' on the chosen problems, default all); "
-        "naming only problems runs 'lbfgs' and 'newton' on them. Problems: "
+        "naming only problems runs 'lbfgs' and 'newton' on them; 'hypergrad' (the implicit-"
+        "differentiation benchmark, its own problem) runs only when named or with no --only. Problems: "
         + ", ".join(P.BUILDERS),
     )
     p.add_argument(
         "--solvers",
         default="",
         help="comma-separated subset of "
-        + ", ".join(dict.fromkeys([*R.SINGLE, *R.BATCH, *R.NEWTON]))
+        + ", ".join(dict.fromkeys([*R.SINGLE, *R.BATCH, *R.NEWTON, *R.HYPERGRAD]))
         + " (a section left with no solver is not run)",
     )
     p.add_argument("--repeats", type=int, default=None, help="steady-state repeats (default 7, quick 3)")
@@ -66,6 +69,10 @@ def parse(argv=None):
         help="seconds one SciPy Newton-CG / trust-ncg solve may take before it is aborted and "
         f"reported as 'skipped: over budget' (default {R.NEWTON_SOLVE_LIMIT_S:g})",
     )
+    p.add_argument(
+        "--hypergrad-repeats", type=int, default=None,
+        help="steady-state repeats of the hypergrad section (default 21, quick 7)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default 1000, quick 100)")
     p.add_argument(
         "--budget", type=float, default=60.0, help="seconds of steady timing per solver and problem before "
@@ -77,7 +84,7 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-SECTIONS = ("lbfgs", "newton", "batch")
+SECTIONS = ("lbfgs", "newton", "batch", "hypergrad")
 
 
 def select_problems(only: list[str], quick: bool) -> tuple[list[str], set[str]]:
@@ -96,7 +103,7 @@ def select_problems(only: list[str], quick: bool) -> tuple[list[str], set[str]]:
         if not sections & {"lbfgs", "newton"}:
             sections |= {"lbfgs", "newton"}
     elif not sections & {"lbfgs", "newton"}:
-        names = []  # only 'batch'
+        names = []  # only 'batch' and/or 'hypergrad'
     return names, sections
 
 
@@ -107,6 +114,7 @@ def main(argv=None) -> int:
     repeats = args.repeats or (3 if args.quick else 7)
     newton_repeats = args.newton_repeats or (3 if args.quick else 5)
     batch_size = args.batch_size or (100 if args.quick else 1000)
+    hg_repeats = args.hypergrad_repeats or (7 if args.quick else 21)
     R.NEWTON_SOLVE_LIMIT_S = args.newton_solve_limit
     names, sections = select_problems(args.only, args.quick)
     do_batch = "batch" in sections
@@ -121,7 +129,7 @@ def main(argv=None) -> int:
     if os.environ.get("MAKELEVEL"):
         command = f"`make bench`, i.e. {command}"
 
-    all_solvers = [*R.SINGLE, *R.BATCH, *R.NEWTON]
+    all_solvers = [*R.SINGLE, *R.BATCH, *R.NEWTON, *R.HYPERGRAD]
     wanted_solvers = [s.strip() for s in args.solvers.split(",") if s.strip()] or all_solvers
     unknown = [s for s in wanted_solvers if s not in all_solvers]
     if unknown:
@@ -165,12 +173,20 @@ def main(argv=None) -> int:
     if do_batch:
         log(f"[batch] vmap over {batch_size} Rosenbrock n=2 problems")
         batch_rows = run_batch(batch_size, batch, repeats, args.budget, skip)
+    hg_result = None
+    hg_solvers = tuple(s for s in R.HYPERGRAD if s in wanted_solvers)
+    if "hypergrad" in sections and hg_solvers:
+        from . import hypergrad
+
+        log("[hypergrad] jax.grad through an L-BFGS solve (per-feature regularised logistic regression)")
+        hg_skip = {"jaxmin": skip["jaxmin"]} if "jaxmin" in skip else {}
+        hg_result = hypergrad.run(hg_repeats, skip=hg_skip, log=log, solvers=hg_solvers)
     elapsed = time.perf_counter() - t_start
 
     md = render(
         problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
         newton_rows=newton_rows, newton_repeats=newton_repeats, newton_budget=args.newton_budget,
-        newton_elapsed=t_newton, png=os.path.basename(out) + "_newton.png",
+        newton_elapsed=t_newton, png=os.path.basename(out) + "_newton.png", hypergrad=hg_result,
     )
     print(md)
     with open(out + ".md", "w") as fh:
@@ -195,26 +211,33 @@ def main(argv=None) -> int:
 def render(
     problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
     newton_rows=(), newton_repeats=None, newton_budget=None, newton_elapsed=None, png=None,
+    hypergrad=None,
 ) -> str:
+    classic = bool(problem_rows or newton_rows or batch_rows)
     parts = [
         "# jaxmin benchmark results\n",
         report.machine_info(command),
-        f"- steady repeats: {repeats} (round-robin interleaved)"
+        (f"- steady repeats: {repeats} (round-robin interleaved)" if classic else "- steady repeats: –")
         + (f"; Newton-CG section: {newton_repeats}" if newton_rows else "")
+        + (f"; hypergrad section: {hypergrad.repeats}" if hypergrad is not None else "")
         + f"; total wall time {elapsed:.0f} s"
         + (f" (Newton-CG section {newton_elapsed:.0f} s)" if newton_rows else "")
+        + (f" (hypergrad section {hypergrad.elapsed:.0f} s)" if hypergrad is not None else "")
         + "\n",
-        "\nAll solves in float64, target ‖∇f‖∞ ≤ 1e-6, max 10000 iterations (L-BFGS: history 10). "
-        "*first call* = trace + compile + run from the standard start with a fresh objective "
-        "closure (nothing cached); *steady* = median over repeated calls from the steady start "
-        "x0 + 0.01·N(0, I) (fixed seed), solvers interleaved round-robin; *ratio* = steady / the "
-        "best peer's steady (best non-jaxmin solver that met the target); iters, evals and ‖g‖∞ "
-        "are given for the standard start / the steady start; ‖g‖∞ is recomputed by the harness "
-        "at the returned x (✓ = met the target from both starts, ✗ = did not); f is at the "
-        "standard-start solution. *jaxmin floor* = jaxmin's evaluations from the steady start × "
-        "t_eval, the time of one value_and_grad measured in a jitted fori_loop. Solver "
-        "configuration and evaluation counting: see `benchmarks/README.md`.\n",
     ]
+    if classic:
+        parts.append(
+            "\nAll solves in float64, target ‖∇f‖∞ ≤ 1e-6, max 10000 iterations (L-BFGS: history 10). "
+            "*first call* = trace + compile + run from the standard start with a fresh objective "
+            "closure (nothing cached); *steady* = median over repeated calls from the steady start "
+            "x0 + 0.01·N(0, I) (fixed seed), solvers interleaved round-robin; *ratio* = steady / the "
+            "best peer's steady (best non-jaxmin solver that met the target); iters, evals and ‖g‖∞ "
+            "are given for the standard start / the steady start; ‖g‖∞ is recomputed by the harness "
+            "at the returned x (✓ = met the target from both starts, ✗ = did not); f is at the "
+            "standard-start solution. *jaxmin floor* = jaxmin's evaluations from the steady start × "
+            "t_eval, the time of one value_and_grad measured in a jitted fori_loop. Solver "
+            "configuration and evaluation counting: see `benchmarks/README.md`.\n"
+        )
     if problem_rows or batch_rows:
         parts.append(
             "\nOptimistix rtol = atol per problem (calibrated, see README): "
@@ -261,6 +284,10 @@ def render(
             "problems one after the other in a Python loop. iters/evals are per problem.\n\n"
         )
         parts.append(report.batch_table(batch_rows))
+    if hypergrad is not None:
+        from . import hypergrad as H
+
+        parts.append(H.markdown(hypergrad))
     return "".join(parts)
 
 

@@ -641,6 +641,10 @@ NEWTON: dict[str, Callable[[Problem], Runner]] = {
 }
 NEWTON_REFERENCE = "scipy-ncg"
 
+# The hypergradient section (benchmarks/hypergrad.py; its own problem and functions):
+# the keys --solvers accepts for it.
+HYPERGRAD = ("jaxmin", "optimistix", "jaxopt")
+
 PEER_LABELS = {
     "jaxmin": "jaxmin LBFGS",
     "jaxmin-jit": "jaxmin LBFGS, in jax.jit",
