@@ -4,7 +4,6 @@ import enum
 from typing import Any
 
 import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 
@@ -38,15 +37,6 @@ MESSAGES = {
     ),
     Status.INFEASIBLE: "The constraints could not be satisfied.",
 }
-
-
-def merge_status(old: Int[Array, ""], new: Int[Array, ""]) -> Int[Array, ""]:
-    """Keep the first failure: `old` unless it is `CONVERGED`, else `new`.
-
-    Precedence: a failure recorded earlier in a solve is never overwritten by a later
-    one, because the earliest failure is the cause of the others.
-    """
-    return jnp.where(old == Status.CONVERGED, new, old)
 
 
 class Solution(eqx.Module):

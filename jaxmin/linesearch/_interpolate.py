@@ -1,7 +1,6 @@
-"""Minimisers of interpolating polynomials, shared by the line searches.
+"""The cubic interpolant's minimiser (Nocedal & Wright §3.5), used by `Zoom`.
 
-Nocedal & Wright §3.5. Each returns NaN where no minimiser exists (the callers then
-fall back to bisection or a fixed expansion).
+It returns NaN where no minimiser exists; the caller then bisects.
 """
 
 import jax.numpy as jnp
@@ -14,14 +13,3 @@ def cubic_min(a: Scalar, fa: Scalar, da: Scalar, b: Scalar, fb: Scalar, db: Scal
     disc = d1 * d1 - da * db
     d2 = jnp.sign(b - a) * jnp.sqrt(jnp.where(disc >= 0, disc, jnp.nan))
     return b - (b - a) * (db + d2 - d1) / (db - da + 2 * d2)
-
-
-def quadratic_min(a: Scalar, fa: Scalar, da: Scalar, b: Scalar, fb: Scalar) -> Scalar:
-    """Minimiser of the quadratic matching `f(a)`, `f'(a)` and `f(b)`."""
-    curvature = (fb - fa - da * (b - a)) / ((b - a) * (b - a))
-    return jnp.where(curvature > 0, a - da / (2 * curvature), jnp.nan)
-
-
-def secant(a: Scalar, da: Scalar, b: Scalar, db: Scalar) -> Scalar:
-    """Zero of the line through `(a, f'(a))` and `(b, f'(b))`."""
-    return a - da * (b - a) / (db - da)

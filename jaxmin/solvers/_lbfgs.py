@@ -118,8 +118,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         # a failure resets the memory: the retry is steepest descent, unless it was one
         stop = must_stop(step, retry_possible=k > 0)
         s, y = step.x - x, step.g - g
-        # the pair's reductions in one pass over the vectors
-        sy, yy, ss = jnp.sum(jnp.stack([s * y, y * y, s * s]), axis=1)
+        sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
 
         # curvature condition s.y > eps |s| |y| (N&W §7.2), else skip the pair
         store = ~step.failed & (sy > eps(x) * jnp.sqrt(ss * yy))

@@ -65,7 +65,7 @@ def search_step(
     ls = linesearch(f_and_g, x, p, f, g, 1.0)
     # a decrease that misses the search's conditions is still progress: keep it
     accept = ls.ok | (ls.f < f)
-    p_max, x_max = jnp.max(jnp.abs(jnp.stack([p, x])), axis=1)
+    p_max, x_max = max_norm(p), max_norm(x)
     f_flat = below_precision(ls.f - f, f, x)
     x_flat = jnp.where(accept, ls.alpha, 0.0) * p_max <= 4 * eps(x) * x_max
     at_precision = p_max <= 100 * eps(x) * x_max
