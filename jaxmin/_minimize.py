@@ -8,13 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._constraints import Constraints, check_bounds, flat_bounds, flat_constraint
 from ._implicit import solve_implicit
 from ._solution import MESSAGES, Solution, Status
-from .linear import CG, AbstractLinearSolver
+from .linear import AbstractLinearSolver
 from .solvers import LBFGS, AbstractSolver
-
-# the Hessian at a minimum is symmetric positive (semi)definite: matrix-free CG
-_DEFAULT_IMPLICIT_SOLVER = CG()
 
 _ERROR_MESSAGES = [f"minimize did not converge: {MESSAGES[s]}" for s in Status]
 
@@ -55,7 +53,12 @@ def _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver) -> None
             "constraints; use a constrained solver such as `jm.SQP`."
         )
     if bounds is not None and not solver.takes_bounds:
-        raise ValueError(f"{name} does not take `bounds` in this version of jaxmin.")
+        raise ValueError(
+            f"{name} does not take `bounds`; use `jm.LBFGS` (L-BFGS-B) or `jm.SQP`."
+        )
+    for c, c_name in ((eq, "eq"), (ineq, "ineq")):
+        if c is not None and not callable(c):
+            raise TypeError(f"`{c_name}` must be a function `{c_name}(x, *args)`; got {c!r}.")
     if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 0:
         raise ValueError(f"`max_steps` must be a non-negative int; got {max_steps!r}.")
     if implicit_solver is not None and not isinstance(implicit_solver, AbstractLinearSolver):
@@ -87,12 +90,17 @@ def minimize(
     - `x0`: any pytree of floating arrays; the solve runs in its dtype.
     - `solver`: e.g. `jm.LBFGS()`.
     - `args`: extra arguments of `fn`; a non-tuple is taken as `(args,)`.
-    - `eq`, `ineq`, `bounds`: constraints, for solvers that take them.
+    - `eq`, `ineq`: `eq(x, *args)` an array that must be 0, `ineq(x, *args)` one that
+      must be >= 0; for constrained solvers (`jm.SQP`).
+    - `bounds`: `(lower, upper)`, each a scalar or a pytree shaped like `x0` (`-inf`,
+      `inf` or `None` for a free side); for `jm.LBFGS` and `jm.SQP`. `x0` is projected
+      into the bounds first, and the iterates never leave them.
     - `max_steps`: iteration cap (`Status.MAX_STEPS` when reached).
     - `throw`: raise (also under `jit`) when the solve did not converge.
     - `verbose`: print one line per iteration (also under `jit`).
     - `implicit_solver`: the `jm.linear` solver of the implicit-differentiation rule
-      (default `jm.linear.CG()` on the Hessian).
+      (default: the solver's `implicit_linear_solver()`, `jm.linear.CG()` on the Hessian
+      for unconstrained solvers).
 
     The whole solve is one compiled `lax.while_loop`. Calling again with the same
     `fn` object, an equal solver and inputs of the same shapes compiles nothing; float
@@ -109,8 +117,12 @@ def minimize(
     _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
     _check_x0(x0)
     if implicit_solver is None:
-        implicit_solver = _DEFAULT_IMPLICIT_SOLVER
-    leaves, treedef = jax.tree.flatten((fn, x0, args, solver, implicit_solver))
+        implicit_solver = solver.implicit_linear_solver()
+    if bounds is not None:
+        # as float arrays, so new bound values compile nothing
+        bounds = jax.tree.map(_as_float, check_bounds(bounds, x0))
+    problem = (fn, x0, args, solver, implicit_solver, eq, ineq, bounds)
+    leaves, treedef = jax.tree.flatten(problem)
     dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
     static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
     # Outside any trace the failure is raised here, as a plain Python error; inside
@@ -122,11 +134,17 @@ def minimize(
     return sol
 
 
+def _as_float(bound):
+    if isinstance(bound, jax.Array):
+        return bound if jnp.issubdtype(bound.dtype, jnp.floating) else bound.astype(float)
+    return np.asarray(bound, dtype=np.float64)
+
+
 @jax.jit(static_argnums=0)
 def _solve(static, dynamic, max_steps) -> Solution:
     treedef, static_leaves, throw, verbose = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
-    fn, x0, args, solver, implicit_solver = jax.tree.unflatten(treedef, leaves)
+    fn, x0, args, solver, implicit_solver, eq, ineq, bounds = jax.tree.unflatten(treedef, leaves)
     x0 = jax.tree.map(jnp.asarray, x0)
     x_flat, unravel = ravel_pytree(x0)
 
@@ -139,8 +157,17 @@ def _solve(static, dynamic, max_steps) -> Solution:
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise ValueError(f"`fn` must return a real floating-point scalar; got dtype {out.dtype}.")
 
+    constraints = None
+    if eq is not None or ineq is not None or bounds is not None:
+        lower, upper = (None, None) if bounds is None else flat_bounds(*bounds, x0)
+        constraints = Constraints(
+            eq=flat_constraint(eq, unravel, x_flat, args, "eq"),
+            ineq=flat_constraint(ineq, unravel, x_flat, args, "ineq"),
+            lower=lower, upper=upper,
+        )
+        x_flat = constraints.project(x_flat)
     x, state, num_steps, status = solve_implicit(
-        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver
+        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver, constraints
     )
     success = status == Status.CONVERGED
     sol = Solution(

@@ -7,17 +7,24 @@ A solver works on a flat 1-D `x` (`minimize` ravels pytrees) and an objective
     while not solver.terminate(state)[0]:
         x, state = solver.step(fn, x, state, args)
 
-so a user can drive it by hand the same way.
+so a user can drive it by hand the same way. Solvers that take bounds or constraints
+(class flags `takes_bounds`, `takes_constraints`) receive them as a `Constraints`, the
+last argument of `init(fn, x0, args, constraints)` and `step(fn, x, state, args,
+constraints)`; `minimize` passes it only to those solvers, after projecting `x0` into
+the bounds.
 """
 
 import abc
-from typing import ClassVar, Generic, TypeVar
+from typing import Callable, ClassVar, Generic, Optional, TypeVar
 
 import equinox as eqx
 import jax
-from jaxtyping import Array, Bool, Int, PyTree, Scalar
+from jaxtyping import Array, Bool, Int, Scalar
 
+from .._constraints import Constraints
+from .._misc import max_norm
 from .._typing import Objective, Vector
+from ..linear import CG, AbstractLinearSolver
 
 
 class AbstractState(eqx.Module):
@@ -51,6 +58,7 @@ class AbstractSolver(eqx.Module, Generic[_State]):
     gtol: eqx.AbstractVar[float]
     takes_bounds: ClassVar[bool] = False
     takes_constraints: ClassVar[bool] = False
+    optimality_label: ClassVar[str] = "|g|inf"  # names `optimality_norm` in verbose lines
 
     @abc.abstractmethod
     def init(self, fn: Objective, x: Vector, args: tuple) -> _State:
@@ -64,7 +72,34 @@ class AbstractSolver(eqx.Module, Generic[_State]):
     def terminate(self, state: _State) -> tuple[Bool[Array, ""], Int[Array, ""]]:
         """`(done, status)`: stop now, and why (`status` is meaningful once done)."""
 
-    def residual(self, x: Vector, fn: Objective, args: PyTree) -> Vector:
-        """The optimality residual, zero at a solution: the gradient, for
-        unconstrained solvers (implicit differentiation solves with its Jacobian)."""
-        return jax.grad(fn)(x, *args)
+    def implicit_system(
+        self, x: Vector, state: _State, fn: Objective, args: tuple, constraints: Optional[Constraints]
+    ) -> tuple[Vector, Callable]:
+        """The optimality conditions at a solution, for implicit differentiation.
+
+        Returns `(z, residual)`: the unknowns `z` at the solution (a 1-D vector whose
+        first `x.size` entries are `x`, followed by e.g. multipliers) and a function
+        `residual(z, fn, args, constraints)` that vanishes there. The implicit rule
+        differentiates `residual` with respect to `fn`, `args` and `constraints` and
+        solves with its Jacobian in `z` (`implicit_linear_solver`). `x` and `state`
+        are the solve's primal output, free to use as constants (e.g. an active set).
+        Unconstrained solvers: `z = x` and the residual is the gradient.
+        """
+        del state, constraints
+        return x, lambda z, fn, args, constraints: jax.grad(fn)(z, *args)
+
+    def implicit_state_tangent(self, t_state: _State, dz: Vector) -> _State:
+        """The state's tangent given `dz`, the tangent of `implicit_system`'s unknowns
+        (e.g. multipliers). `t_state` arrives with zeros and the envelope-theorem
+        tangent of `f` filled in."""
+        del dz
+        return t_state
+
+    def implicit_linear_solver(self) -> AbstractLinearSolver:
+        """The default `minimize(implicit_solver=...)`: CG, for the symmetric positive
+        (semi)definite Hessian of an unconstrained minimum."""
+        return CG()
+
+    def optimality_norm(self, state: _State) -> Scalar:
+        """The quantity `gtol` bounds (printed by `verbose=True`): `max|g|` here."""
+        return max_norm(state.g)
