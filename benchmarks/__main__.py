@@ -41,7 +41,8 @@ def parse(argv=None):
         metavar="PROBLEM",
         help="run only these problems and/or sections (repeatable or comma-separated; problems "
         "by prefix, e.g. 'rosenbrock'; sections by exact name: 'lbfgs' (the L-BFGS table), "
-        "'newton' (the Newton-CG table), 'batch' (the vmap benchmark), 'hypergrad' (jax.grad "
+        "'newton' (the Newton-CG table), 'batch' (the vmap benchmark), 'scaling' (batched "
+        "throughput at batch sizes 1..10^4 and the slow-member experiment), 'hypergrad' (jax.grad "
         "through a solve)). Naming a section runs "
         "only the named sections ('lbfgs' and 'newton' on the chosen problems, default all); "
         "naming only problems runs 'lbfgs' and 'newton' on them; 'hypergrad' (the implicit-"
@@ -84,7 +85,7 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-SECTIONS = ("lbfgs", "newton", "batch", "hypergrad")
+SECTIONS = ("lbfgs", "newton", "batch", "hypergrad", "scaling", "bounds", "sqp")
 
 
 def select_problems(only: list[str], quick: bool) -> tuple[list[str], set[str]]:
@@ -181,13 +182,34 @@ def main(argv=None) -> int:
         log("[hypergrad] jax.grad through an L-BFGS solve (per-feature regularised logistic regression)")
         hg_skip = {"jaxmin": skip["jaxmin"]} if "jaxmin" in skip else {}
         hg_result = hypergrad.run(hg_repeats, skip=hg_skip, log=log, solvers=hg_solvers)
+    sqp_result = None
+    if "sqp" in sections:
+        from . import sqp
+
+        log("[sqp] jaxmin SQP against SciPy SLSQP and trust-constr on the Hock-Schittkowski problems")
+        sqp_result = sqp.run(repeats, skip={"jaxmin": skip["jaxmin"]} if "jaxmin" in skip else {}, log=log)
+    bounds_result = None
+    if "bounds" in sections:
+        from . import bounds
+
+        log("[bounds] L-BFGS-B: jaxmin LBFGS(bounds=...) vs SciPy L-BFGS-B and JAXopt LBFGSB")
+        bounds_result = bounds.run(3 if args.quick else 5, log=log, quick=args.quick,
+                                   solvers=tuple(s for s in bounds.SOLVERS if s in wanted_solvers))
+    scaling_result = None
+    if "scaling" in sections:
+        from . import scaling
+
+        scaling_result = scaling.run(args.quick, log, [s for s in scaling.LABELS if s in wanted_solvers])
     elapsed = time.perf_counter() - t_start
 
     md = render(
         problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
         newton_rows=newton_rows, newton_repeats=newton_repeats, newton_budget=args.newton_budget,
         newton_elapsed=t_newton, png=os.path.basename(out) + "_newton.png", hypergrad=hg_result,
+        bounds=bounds_result, sqp=sqp_result,
     )
+    if scaling_result is not None:
+        md += scaling.markdown(scaling_result)
     print(md)
     with open(out + ".md", "w") as fh:
         fh.write(md)
@@ -211,7 +233,7 @@ def main(argv=None) -> int:
 def render(
     problem_rows, batch_rows, command, repeats, batch_size, elapsed, descriptions,
     newton_rows=(), newton_repeats=None, newton_budget=None, newton_elapsed=None, png=None,
-    hypergrad=None,
+    hypergrad=None, bounds=None, sqp=None,
 ) -> str:
     classic = bool(problem_rows or newton_rows or batch_rows)
     parts = [
@@ -288,6 +310,14 @@ def render(
         from . import hypergrad as H
 
         parts.append(H.markdown(hypergrad))
+    if bounds is not None:
+        from . import bounds as B
+
+        parts.append(B.markdown(bounds))
+    if sqp is not None:
+        from . import sqp as S
+
+        parts.append(S.markdown(sqp))
     return "".join(parts)
 
 

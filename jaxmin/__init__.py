@@ -2,11 +2,17 @@
 
 from . import linear as linear
 from . import linesearch as linesearch
+from ._batch import minimize_batch as minimize_batch
+from ._constraints import Constraints as Constraints
 from ._minimize import minimize as minimize
 from ._solution import Solution as Solution
 from ._solution import Status as Status
 from .solvers import LBFGS as LBFGS
 from .solvers import NewtonCG as NewtonCG
 from .solvers import AbstractSolver as AbstractSolver
+from .solvers import Fromage as Fromage
+from .solvers import GradientDescent as GradientDescent
+from .solvers import OptimisticGradient as OptimisticGradient
+from .solvers import SQP as SQP
 
 __version__ = "0.1.0"

@@ -34,7 +34,11 @@ def solve_implicit(solver, fn, x0: Vector, args: tuple, max_steps, verbose, line
             lower=constraints.lower, upper=constraints.upper,
         )
     # x0 and the solvers' hyperparameters are not differentiated: cut their tangents
-    x0, solver, linear_solver = jax.lax.stop_gradient((x0, solver, linear_solver))
+    # (array leaves only: a solver may hold functions, such as a schedule)
+    x0, solver, linear_solver = jax.tree.map(
+        lambda leaf: jax.lax.stop_gradient(leaf) if eqx.is_inexact_array(leaf) else leaf,
+        (x0, solver, linear_solver),
+    )
     return _argmin(fn, args, constraints, x0=x0, solver=solver, max_steps=max_steps,
                    verbose=verbose, linear_solver=linear_solver)
 
@@ -62,7 +66,7 @@ def _argmin_jvp(primals, tangents, *, x0, solver, max_steps, verbose, linear_sol
     dx = dz[: x.shape[0]]
     # envelope theorem: f* moves by df/dtheta + g.dx (g.dx vanishes at an unconstrained
     # solution)
-    df = df.astype(x.dtype) + jnp.dot(state.g, dx)
+    df = (0.0 if df is None else df.astype(x.dtype)) + jnp.dot(state.g, dx)  # None: only bounds move
     t_state = jax.tree.map(_zero_tangent, state)
     t_state = eqx.tree_at(lambda s: s.f, t_state, df)
     t_state = solver.implicit_state_tangent(t_state, dz)

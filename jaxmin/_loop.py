@@ -39,7 +39,7 @@ def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None)
         n = n + 1
         if verbose:
             jax.debug.callback(
-                functools.partial(_print_progress, solver.optimality_label), n, state.f, solver.optimality_norm(state), state.alpha,
+                functools.partial(_print_progress, solver.optimality_label(state)), n, state.f, solver.optimality_norm(state), state.alpha,
                 state.ls_evals,
             )
         done, _ = solver.terminate(state)

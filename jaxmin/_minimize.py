@@ -1,5 +1,6 @@
 """`minimize`: check the inputs, ravel x0, run the compiled loop, build the Solution."""
 
+import math
 import numbers
 
 import equinox as eqx
@@ -134,6 +135,35 @@ def minimize(
     return sol
 
 
+def _blocks(x0) -> int:
+    """The greatest common divisor of the leading dimensions of `x0`'s leaves, when it
+    has several leaves, all of one dtype and none 0-d; else 1."""
+    leaves = jax.tree.leaves(x0)
+    if len(leaves) < 2 or len({x.dtype for x in leaves}) > 1 or min(x.ndim for x in leaves) == 0:
+        return 1
+    return math.gcd(*(x.shape[0] for x in leaves))
+
+
+def _ravel_blocks(x0, blocks: int):
+    """`ravel_pytree(x0)` in block order: every leaf is cut into `blocks` equal blocks
+    along its first axis, and the flat vector is block 0 of every leaf, then block 1...
+
+    Leaves sharded along their first axis (`P("x")`, any number of devices dividing
+    `blocks`) so ravel with their shards in place: device `i`'s part of the flat vector
+    is made of device `i`'s parts of the leaves. `ravel_pytree`'s plain concatenation
+    would move every leaf across devices, at every evaluation of `fn`."""
+    leaves, treedef = jax.tree.flatten(x0)
+    shapes = [x.shape for x in leaves]
+    widths = np.cumsum([x.size // blocks for x in leaves])[:-1].tolist()
+    flat = jnp.concatenate([x.reshape(blocks, -1) for x in leaves], axis=1).reshape(-1)
+
+    def unravel(flat):
+        parts = jnp.split(flat.reshape(blocks, -1), widths, axis=1)
+        return jax.tree.unflatten(treedef, [p.reshape(s) for p, s in zip(parts, shapes)])
+
+    return flat, unravel
+
+
 def _as_float(bound):
     if isinstance(bound, jax.Array):
         return bound if jnp.issubdtype(bound.dtype, jnp.floating) else bound.astype(float)
@@ -146,7 +176,9 @@ def _solve(static, dynamic, max_steps) -> Solution:
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
     fn, x0, args, solver, implicit_solver, eq, ineq, bounds = jax.tree.unflatten(treedef, leaves)
     x0 = jax.tree.map(jnp.asarray, x0)
-    x_flat, unravel = ravel_pytree(x0)
+    # (bounds are ravelled in ravel_pytree's order)
+    blocks = 1 if bounds is not None else _blocks(x0)
+    x_flat, unravel = ravel_pytree(x0) if blocks == 1 else _ravel_blocks(x0, blocks)
 
     def flat_fn(x, *args):
         return fn(unravel(x), *args)

@@ -20,7 +20,10 @@ class Status(enum.IntEnum):
 
 
 MESSAGES = {
-    Status.CONVERGED: "Converged: the gradient norm is at most `gtol`.",
+    Status.CONVERGED: (
+        "Converged: the gradient norm (with bounds: of the projected gradient; with "
+        "constraints: of the KKT residual, violation within `ctol`) is at most `gtol`."
+    ),
     Status.MAX_STEPS: "Hit `max_steps` before `gtol` was met; raise `max_steps`.",
     Status.LINESEARCH_FAILED: (
         "The line search failed twice in a row, once from steepest descent: no step "

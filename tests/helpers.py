@@ -36,3 +36,15 @@ class TraceCounter:
 
 def max_abs(tree) -> float:
     return max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(tree))
+
+
+@jax.custom_jvp
+def wrong_gradient(x):
+    """`sum((x - 1)^2)` whose derivative has the wrong sign: no line search can succeed."""
+    return jnp.sum((x - 1.0) ** 2)
+
+
+@wrong_gradient.defjvp
+def _wrong_gradient_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return wrong_gradient(x), jnp.dot(-2.0 * (x - 1.0), dx)

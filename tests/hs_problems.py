@@ -44,9 +44,6 @@ class HSProblem:
 def all_problems() -> list[HSProblem]:
     """Every HS problem the tests know: bound-only first, then constrained."""
     from hs_bounds import BOUND_ONLY
+    from hs_constrained import CONSTRAINED
 
-    try:
-        from hs_constrained import CONSTRAINED
-    except ImportError:  # not written yet
-        CONSTRAINED = []
     return [*BOUND_ONLY, *CONSTRAINED]

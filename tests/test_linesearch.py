@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxmin as jm
+from line_functions import FUNCTIONS, phi_log, phi_nan_wall, phi_quadratic, phi_quartic
 from jaxmin.linesearch._interpolate import cubic_min
 
 # MoreThuente's default xtol = 0.1 (L-BFGS-B's) stops once the interval is within 10%,
@@ -18,30 +19,6 @@ SEARCHES = [
 WOLFE = [s for s in SEARCHES if not isinstance(s, jm.linesearch.Backtracking)]
 
 
-def _phi_quartic(x):
-    return jnp.sum((x - 2.0) ** 4 + 0.5 * x**2)
-
-
-def _phi_quadratic(x):
-    return jnp.sum(10.0 * (x - 0.3) ** 2)
-
-
-def _phi_log(x):
-    # NaN beyond x = 1: trial steps past it must be shrunk, never accepted
-    return jnp.sum(-jnp.log(1.0 - x) - 5.0 * x)  # minimiser 0.8
-
-
-def _phi_nan_wall(x):
-    return jnp.sum(jnp.where(x > 0.6, jnp.nan, -x))
-
-
-FUNCTIONS = {
-    "quartic": (_phi_quartic, 0.0),
-    "quadratic": (_phi_quadratic, -2.0),
-    "log": (_phi_log, -3.0),
-    "mt_1": (lambda x: jnp.sum(-x / (x**2 + 2.0)), 0.0),  # Moré & Thuente's test (5.1)
-    "mt_2": (lambda x: jnp.sum((x + 0.004) ** 5 - 2 * (x + 0.004) ** 4), 0.0),  # M&T (5.2)
-}
 
 
 def _search(search, fn, x0, alpha0):
@@ -76,10 +53,10 @@ def test_conditions_hold(search, name, alpha0):
 @pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
 def test_nan_trial_is_shrunk_not_accepted(search):
     # from 0.0 towards +x, a unit step lands in the NaN region (x > 0.6)
-    res, *_ = _search(search, _phi_nan_wall, 0.0, 1.0)
+    res, *_ = _search(search, phi_nan_wall, 0.0, 1.0)
     assert np.isfinite(float(res.f))
     assert 0 < float(res.alpha) <= 0.6
-    res, *_ = _search(search, _phi_log, -3.0, 100.0)  # lands far past the log's pole
+    res, *_ = _search(search, phi_log, -3.0, 100.0)  # lands far past the log's pole
     assert np.isfinite(float(res.f)) and float(res.alpha) < 4.0 and bool(res.ok)
 
 
@@ -87,7 +64,7 @@ def test_nan_trial_is_shrunk_not_accepted(search):
 def test_failure_is_reported(search):
     # an ascent direction (wrong gradient sign): no step decreases f
     x = jnp.array([1.0])
-    fn = _phi_quadratic
+    fn = phi_quadratic
     f0, g0 = jax.value_and_grad(fn)(x)
     p = jnp.sign(g0)  # uphill
     res = search(jax.value_and_grad(fn), x, p, f0, -g0, 1.0)
@@ -112,7 +89,7 @@ def test_wolfe_on_rosenbrock_direction(search):
 
 def test_traced_hyperparameters():
     # c1/c2 as arrays: one compilation serves many values
-    fn = _phi_quartic
+    fn = phi_quartic
     x = jnp.array([0.0])
     f0, g0 = jax.value_and_grad(fn)(x)
 

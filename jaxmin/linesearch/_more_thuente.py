@@ -8,10 +8,10 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants, evaluate
+from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants
 
 _XTRAPL, _XTRAPU = 1.1, 4.0  # extrapolation range before a bracket exists (§4)
-_STPMAX = 1e10
+STPMAX = 1e10  # the largest step (MINPACK-2 `stpmax`)
 
 
 def _cubic_root(theta, da, db, sign):
@@ -78,10 +78,13 @@ def dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stmin, stmax):
     return stx_, fx_, dx_, sty_, fy_, dy_, stpf, brackt, ~case1
 
 
-class _Search(eqx.Module):
-    stx: Scalar  # best step so far (lowest value of the function in use)
+class MTSearch(eqx.Module):
+    """The state of `more_thuente_loop`, and its result."""
+
+    stx: Scalar  # best step so far and its value, slope, point and gradient
     fx: Scalar
     dx: Scalar
+    xx: Vector
     gx: Vector
     sty: Scalar  # other end of the interval of uncertainty
     fy: Scalar
@@ -93,12 +96,84 @@ class _Search(eqx.Module):
     width1: Scalar
     brackt: Bool[Array, ""]
     stage1: Bool[Array, ""]
-    a: Scalar  # the last trial
+    a: Scalar  # the last trial, its value, point and gradient
     f: Scalar
+    x: Vector
     g: Vector
     converged: Bool[Array, ""]
     stopped: Bool[Array, ""]
     n: Int[Array, ""]
+
+
+def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSearch:
+    """MINPACK-2's `dcsrch` on `phi(alpha) = f(point(alpha))` for `alpha` in
+    `(0, stpmax]`, with slope `grad f . d` (`point(alpha) = x + alpha d`, or its
+    projection into a box, as L-BFGS-B uses it). A step at `stpmax` that decreases f
+    enough while f still descends ends the search successfully (dcsrch's `STPMAX`
+    exit). NaN/inf values count as too long. `search` gives `c1`, `c2`, `xtol` and
+    `max_steps`.
+    """
+    x0 = point(jnp.zeros_like(stp0))
+    c1, c2, xtol = as_dtype(search.c1, f0), as_dtype(search.c2, f0), as_dtype(search.xtol, f0)
+    dphi0 = jnp.dot(g0, d)
+    gtest = c1 * dphi0
+
+    def body(s: MTSearch) -> MTSearch:
+        stp = s.stp
+        x = point(stp)
+        f, g = f_and_g(x)
+        f = f.astype(f0.dtype)
+        dphi = jnp.dot(g, d)
+        finite = jnp.isfinite(f) & jnp.isfinite(dphi)
+        f, dphi = jnp.where(finite, f, jnp.inf), jnp.where(finite, dphi, 0.0)
+        ftest = f0 + stp * gtest
+        sufficient = f <= ftest
+        converged = (sufficient & (jnp.abs(dphi) <= -c2 * dphi0)) | (
+            (stp >= stpmax) & sufficient & (dphi <= gtest)
+        )
+        stage1 = s.stage1 & ~(sufficient & (dphi >= 0))
+        # Stage 1 steps on psi = phi - c1 alpha dphi(0) while psi > 0 at stp (§3).
+        shift = jnp.where(stage1 & (f <= s.fx) & (f > ftest), gtest, 0.0)
+        stx, fx, dx, sty, fy, dy, stpf, brackt, x_moved = dcstep(
+            s.stx, s.fx - s.stx * shift, s.dx - shift,
+            s.sty, s.fy - s.sty * shift, s.dy - shift,
+            stp, f - stp * shift, dphi - shift,
+            s.brackt, s.stmin, s.stmax,
+        )
+        fx, dx, fy, dy = fx + stx * shift, dx + shift, fy + sty * shift, dy + shift
+        # Bisect when the bracket has not shrunk enough in two steps.
+        bisect = brackt & (jnp.abs(sty - stx) >= 0.66 * s.width1)
+        stpf = jnp.where(bisect, stx + 0.5 * (sty - stx), stpf)
+        width1 = jnp.where(brackt, s.width, s.width1)
+        width = jnp.where(brackt, jnp.abs(sty - stx), s.width)
+        stmin = jnp.where(brackt, jnp.minimum(stx, sty), stpf + _XTRAPL * (stpf - stx))
+        stmax = jnp.where(brackt, jnp.maximum(stx, sty), stpf + _XTRAPU * (stpf - stx))
+        stpf = jnp.clip(stpf, 0.0, stpmax)
+        # No progress possible: rounding errors or the interval below xtol, or at
+        # stpmax already and still descending.
+        stuck = brackt & ((stpf <= stmin) | (stpf >= stmax) | (stmax - stmin <= xtol * stmax))
+        stuck = stuck | ((stp >= stpmax) & (stpf >= stpmax))
+        return MTSearch(
+            stx=stx, fx=fx, dx=dx, xx=jnp.where(x_moved, x, s.xx), gx=jnp.where(x_moved, g, s.gx),
+            sty=sty, fy=fy, dy=dy, stp=stpf, stmin=stmin, stmax=stmax,
+            width=width, width1=width1, brackt=brackt, stage1=stage1,
+            a=stp, f=f, x=x, g=g, converged=converged, stopped=converged | stuck, n=s.n + 1,
+        )
+
+    def cond(s: MTSearch):
+        return ~s.stopped & (s.n < search.max_steps)
+
+    zero = jnp.zeros_like(f0)
+    stp0 = jnp.minimum(stp0, stpmax)
+    start = MTSearch(
+        stx=zero, fx=f0, dx=dphi0, xx=x0, gx=g0, sty=zero, fy=f0, dy=dphi0, stp=stp0,
+        stmin=zero, stmax=stp0 + _XTRAPU * stp0,
+        width=jnp.asarray(STPMAX, f0.dtype), width1=jnp.asarray(2 * STPMAX, f0.dtype),
+        brackt=jnp.array(False), stage1=jnp.array(True),
+        a=zero, f=f0, x=x0, g=g0, converged=jnp.array(False), stopped=jnp.array(False),
+        n=jnp.array(0, jnp.int32),
+    )
+    return lax.while_loop(cond, body, start)
 
 
 class MoreThuente(AbstractLineSearch):
@@ -127,56 +202,10 @@ class MoreThuente(AbstractLineSearch):
         check_wolfe_constants(self)
 
     def __call__(self, f_and_g, x, p, f0, g0, alpha0=1.0):
-        c1, c2, xtol = as_dtype(self.c1, x), as_dtype(self.c2, x), as_dtype(self.xtol, x)
-        dphi0 = jnp.dot(g0, p)
-        gtest = c1 * dphi0
-
-        def body(s: _Search) -> _Search:
-            stp = s.stp
-            f, g, d = evaluate(f_and_g, x, p, stp)
-            ftest = f0 + stp * gtest
-            converged = (f <= ftest) & (jnp.abs(d) <= -c2 * dphi0)
-            stage1 = s.stage1 & ~((f <= ftest) & (d >= 0))
-            # Stage 1 steps on psi = phi - c1 alpha dphi(0) while psi > 0 at stp.
-            shift = jnp.where(stage1 & (f <= s.fx) & (f > ftest), gtest, 0.0)
-            stx, fx, dx, sty, fy, dy, stpf, brackt, x_moved = dcstep(
-                s.stx, s.fx - s.stx * shift, s.dx - shift,
-                s.sty, s.fy - s.sty * shift, s.dy - shift,
-                stp, f - stp * shift, d - shift,
-                s.brackt, s.stmin, s.stmax,
-            )
-            fx, dx, fy, dy = fx + stx * shift, dx + shift, fy + sty * shift, dy + shift
-            # Bisect when the bracket has not shrunk enough in two steps.
-            bisect = brackt & (jnp.abs(sty - stx) >= 0.66 * s.width1)
-            stpf = jnp.where(bisect, stx + 0.5 * (sty - stx), stpf)
-            width1 = jnp.where(brackt, s.width, s.width1)
-            width = jnp.where(brackt, jnp.abs(sty - stx), s.width)
-            stmin = jnp.where(brackt, jnp.minimum(stx, sty), stpf + _XTRAPL * (stpf - stx))
-            stmax = jnp.where(brackt, jnp.maximum(stx, sty), stpf + _XTRAPU * (stpf - stx))
-            stpf = jnp.clip(stpf, 0.0, _STPMAX)
-            # No progress possible: rounding errors or the interval below xtol.
-            stuck = brackt & ((stpf <= stmin) | (stpf >= stmax) | (stmax - stmin <= xtol * stmax))
-            return _Search(
-                stx=stx, fx=fx, dx=dx, gx=jnp.where(x_moved, g, s.gx),
-                sty=sty, fy=fy, dy=dy, stp=stpf, stmin=stmin, stmax=stmax,
-                width=width, width1=width1, brackt=brackt, stage1=stage1,
-                a=stp, f=f, g=g, converged=converged, stopped=converged | stuck, n=s.n + 1,
-            )
-
-        def cond(s: _Search):
-            return ~s.stopped & (s.n < self.max_steps)
-
-        zero = jnp.zeros((), x.dtype)
-        stp = as_dtype(alpha0, x)
-        start = _Search(
-            stx=zero, fx=f0, dx=dphi0, gx=g0, sty=zero, fy=f0, dy=dphi0, stp=stp,
-            stmin=zero, stmax=stp + _XTRAPU * stp,
-            width=jnp.asarray(_STPMAX, x.dtype), width1=jnp.asarray(2 * _STPMAX, x.dtype),
-            brackt=jnp.array(False), stage1=jnp.array(True),
-            a=zero, f=f0, g=g0, converged=jnp.array(False), stopped=jnp.array(False),
-            n=jnp.array(0, jnp.int32),
+        s = more_thuente_loop(
+            self, f_and_g, lambda a: x + a * p, f0, g0, p, as_dtype(alpha0, x),
+            jnp.asarray(STPMAX, x.dtype),
         )
-        s = lax.while_loop(cond, body, start)
         # success: the last trial; failure: the best step if it decreased f
         use_best = ~s.converged & (s.stx > 0)
         return LineSearchResult(

@@ -6,3 +6,7 @@ from ._lbfgs import LBFGS as LBFGS
 from ._lbfgs import two_loop as two_loop
 from ._newton_cg import NewtonCG as NewtonCG
 from ._newton_cg import hvp as hvp
+from ._fromage import Fromage as Fromage
+from ._gradient_descent import GradientDescent as GradientDescent
+from ._optimistic import OptimisticGradient as OptimisticGradient
+from ._sqp import SQP as SQP

@@ -4,15 +4,21 @@ Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - 
 `rho = 1 / s.y`; initial inverse-Hessian scale `gamma`.
 """
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
-from .._misc import eps
+from .._constraints import Constraints
+from .._misc import eps, max_norm
 from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
+from ._lbfgsb import (
+    _LBFGSBState, lbfgsb_implicit_system, lbfgsb_init, lbfgsb_step, lbfgsb_terminate
+)
 from ._search import check_options, gradient_terminate, must_stop, search_step, start_point
 
 
@@ -76,19 +82,29 @@ class LBFGS(AbstractSolver[_LBFGSState]):
 
     - `history_size`: number of `(s, y)` pairs kept.
     - `linesearch`: an `AbstractLineSearch` (strong Wolfe keeps `s.y > 0`).
-    - `gtol`: stop when `max|g| <= gtol`.
+    - `gtol`: stop when `max|g| <= gtol` (with bounds: `max|P(x - g) - x| <= gtol`).
+
+    **Bounds** (`minimize(..., bounds=(lower, upper))`, or `init`/`step` given a
+    `Constraints` with bounds): L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995), see
+    `_lbfgsb.py`: generalised Cauchy point, subspace minimisation, and a Moré–Thuente
+    search capped at the box (its constants from `linesearch` when that is a
+    `MoreThuente`, else L-BFGS-B's). Iterates and trial points never leave the box.
+    Without bounds nothing of this runs.
     """
 
     history_size: int = eqx.field(default=10, static=True)
     linesearch: AbstractLineSearch = Zoom()
     gtol: ScalarLike = 1e-5
+    takes_bounds: ClassVar[bool] = True
 
     def __check_init__(self):
         if not isinstance(self.history_size, int) or self.history_size < 1:
             raise ValueError("`LBFGS(history_size=...)` must be a positive int.")
         check_options(self, self.gtol, self.linesearch)
 
-    def init(self, fn, x, args):
+    def init(self, fn, x, args, constraints: Constraints | None = None):
+        if constraints is not None and constraints.has_bounds:
+            return lbfgsb_init(self, fn, x, args, constraints)
         f, g, status = start_point(fn, x, args)
         m, n = self.history_size, x.shape[0]
         zero = jnp.zeros((), x.dtype)
@@ -101,7 +117,9 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
         )
 
-    def step(self, fn, x, state, args):
+    def step(self, fn, x, state, args, constraints: Constraints | None = None):
+        if isinstance(state, _LBFGSBState):
+            return lbfgsb_step(self, fn, x, state, args, constraints)
         f, g, k = state.f, state.g, state.k
         # H0 = I / ||g||: a unit first step, with no history to scale it
         g_norm = jnp.linalg.norm(g)
@@ -143,4 +161,19 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         return step.x, new_state
 
     def terminate(self, state):
+        if isinstance(state, _LBFGSBState):
+            return lbfgsb_terminate(state, self.gtol)
         return gradient_terminate(state, self.gtol)
+
+    def optimality_norm(self, state):
+        if isinstance(state, _LBFGSBState):
+            return state.pg_norm  # max|P(x - g) - x|
+        return max_norm(state.g)
+
+    def optimality_label(self, state):
+        return "|pg|inf" if isinstance(state, _LBFGSBState) else "|g|inf"
+
+    def implicit_system(self, x, state, fn, args, constraints):
+        if isinstance(state, _LBFGSBState):
+            return lbfgsb_implicit_system(x, state, constraints)
+        return AbstractSolver.implicit_system(self, x, state, fn, args, constraints)

@@ -4,6 +4,8 @@ It also says when a step failed and why, so every solver ends a solve the same w
 (`STAGNATED`, `NONFINITE` or `LINESEARCH_FAILED`) and never loops on a failure.
 """
 
+from typing import Optional
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -97,12 +99,13 @@ def must_stop(step: SearchStep, retry_possible: Bool[Array, ""]) -> Bool[Array, 
     return (step.failed & (~retry_possible | step.at_precision)) | (step.flat_steps >= MAX_FLAT_STEPS)
 
 
-def check_options(solver, gtol: ScalarLike, linesearch: AbstractLineSearch) -> None:
-    """Raise for a negative `gtol` (when a Python number) or a non-search `linesearch`."""
+def check_options(solver, gtol: ScalarLike, linesearch: Optional[AbstractLineSearch]) -> None:
+    """Raise for a negative `gtol` (when a Python number) or a non-search `linesearch`
+    (`None` stands for "no line search")."""
     name = type(solver).__name__
     if isinstance(gtol, (int, float)) and gtol < 0:
         raise ValueError(f"`{name}(gtol=...)` must be non-negative.")
-    if not isinstance(linesearch, AbstractLineSearch):
+    if linesearch is not None and not isinstance(linesearch, AbstractLineSearch):
         raise TypeError(f"`{name}(linesearch=...)` must be a `jm.linesearch` search.")
 
 

@@ -1,0 +1,293 @@
+"""The ``bounds`` section: L-BFGS-B, jaxmin (`jm.LBFGS` with `bounds=`) against SciPy's
+L-BFGS-B and JAXopt's `LBFGSB`.
+
+Problems (float64): the Hock–Schittkowski bound-only problems (tests/hs_bounds.py,
+standard starts, projected into the bounds); extended Rosenbrock with the minimiser
+cut off by `x_i <= 0.5` on every odd coordinate (n = 2 ... 1000); an "obstacle" box QP
+`0.5 x^T A x - b^T x`, `A = tridiag(-1, 2.1, -1)`, `-0.5 <= x <= 0.5` (n = 1000,
+10000); non-negative ridge logistic regression (1000 features, 2000 samples, `w >= 0`).
+
+Every solver targets the same projected-gradient criterion `max|P(x - g) - x| <= 1e-6`
+(SciPy `gtol=1e-6, ftol=0, maxcor=10`; JAXopt `tol=1e-6`, whose error is that norm;
+jaxmin `gtol=1e-6`), history 10. "solved" is recomputed here at the returned point:
+that criterion met and `x` inside the bounds. SciPy calls a jitted `value_and_grad` and
+converts to float64 NumPy at each evaluation (its real cost; `OPENBLAS_NUM_THREADS=1`).
+Steady time: median of round-robin interleaved repeats after a warm-up call.
+
+``python -m benchmarks --only bounds`` runs it inside the harness;
+``python -m benchmarks.bounds`` alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy/SciPy load BLAS
+
+import dataclasses
+import sys
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .timing import interleaved_medians, median, timed_call
+
+GTOL = 1e-6
+MAXITER = 10_000
+HISTORY = 10
+SOLVERS = ("jaxmin", "scipy", "jaxopt")
+LABEL = {"jaxmin": "jaxmin LBFGS (bounds)", "scipy": "SciPy L-BFGS-B", "jaxopt": "JAXopt LBFGSB"}
+
+
+@dataclasses.dataclass
+class BProblem:
+    name: str
+    fn: object  # fn(x, *args)
+    x0: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    args: tuple = ()
+
+    @property
+    def n(self) -> int:
+        return self.x0.shape[0]
+
+
+def _hs() -> list[BProblem]:
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    from hs_bounds import BOUND_ONLY
+
+    out = []
+    for p in BOUND_ONLY:
+        lo, up = (np.asarray(b, dtype=np.float64) for b in p.bounds)
+        out.append(BProblem(p.name, p.fn, np.clip(np.asarray(p.x0, dtype=np.float64), lo, up), lo, up))
+    return out
+
+
+def ext_rosenbrock(x):
+    x1, x2 = x[0::2], x[1::2]
+    return jnp.sum(100.0 * (x2 - x1**2) ** 2 + (1.0 - x1) ** 2)
+
+
+def _rosenbrock(n: int) -> BProblem:
+    x0 = np.tile(np.array([-1.2, 1.0]), n // 2)
+    upper = np.where(np.arange(n) % 2 == 1, 0.5, np.inf)
+    return BProblem(f"rosenbrock-box-{n}", ext_rosenbrock, np.minimum(x0, upper), np.full(n, -np.inf), upper)
+
+
+def obstacle(x, b):
+    """0.5 x^T A x - b^T x with A = tridiag(-1, 2.1, -1), matrix-free."""
+    xp = jnp.pad(x, 1)
+    ax = 2.1 * x - xp[:-2] - xp[2:]
+    return 0.5 * jnp.dot(x, ax) - jnp.dot(b, x)
+
+
+def _obstacle(n: int) -> BProblem:
+    b = np.random.default_rng(n).standard_normal(n)
+    return BProblem(f"obstacle-qp-{n}", obstacle, np.zeros(n), np.full(n, -0.5), np.full(n, 0.5),
+                    (jnp.asarray(b),))
+
+
+def logistic(w, X, y, lam):
+    z = X @ w
+    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * lam * jnp.dot(w, w)
+
+
+def _logistic(n: int = 1000, samples: int = 2000) -> BProblem:
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((samples, n)) / np.sqrt(n)
+    w_true = rng.standard_normal(n) * 3
+    y = (rng.uniform(size=samples) < 1 / (1 + np.exp(-X @ w_true))).astype(np.float64)
+    return BProblem(f"nonneg-logistic-{n}", logistic, np.zeros(n), np.zeros(n), np.full(n, np.inf),
+                    (jnp.asarray(X), jnp.asarray(y), 1e-3))
+
+
+def problems(quick: bool = False) -> list[BProblem]:
+    sizes = (2, 10, 100) if quick else (2, 10, 100, 1000)
+    out = _hs() + [_rosenbrock(n) for n in sizes]
+    out += [_obstacle(1000)] if quick else [_obstacle(1000), _obstacle(10_000), _logistic()]
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Solvers: each returns a call `() -> (x, evals)`
+# --------------------------------------------------------------------------- #
+
+
+def _jaxmin(p: BProblem):
+    import jaxmin as jm
+
+    solver = jm.LBFGS(gtol=GTOL, history_size=HISTORY)
+
+    @jax.jit
+    def solve(x0, lo, up, args):
+        sol = jm.minimize(p.fn, x0, solver, args=args, bounds=(lo, up), max_steps=MAXITER)
+        return sol.x, sol.num_fun_evals
+
+    x0, lo, up = jnp.asarray(p.x0), jnp.asarray(p.lower), jnp.asarray(p.upper)
+    return lambda: solve(x0, lo, up, p.args)
+
+
+def _scipy(p: BProblem):
+    from scipy.optimize import minimize
+
+    vg = jax.jit(jax.value_and_grad(p.fn))
+
+    def fg(x):
+        v, g = vg(x, *p.args)
+        return float(v), np.asarray(g, dtype=np.float64)
+
+    options = {"maxcor": HISTORY, "gtol": GTOL, "ftol": 0.0, "maxiter": MAXITER, "maxfun": 10 * MAXITER}
+    bounds = list(zip(p.lower, p.upper))
+
+    def call():
+        r = minimize(fg, p.x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+        return r.x, r.nfev
+
+    return call
+
+
+def _jaxopt(p: BProblem):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import jaxopt
+
+    solver = jaxopt.LBFGSB(fun=p.fn, maxiter=MAXITER, tol=GTOL, history_size=HISTORY)
+
+    @jax.jit
+    def solve(x0, lo, up, args):
+        x, state = solver.run(x0, (lo, up), *args)
+        return x, state.num_fun_eval
+
+    x0, lo, up = jnp.asarray(p.x0), jnp.asarray(p.lower), jnp.asarray(p.upper)
+    return lambda: solve(x0, lo, up, p.args)
+
+
+MAKERS = {"jaxmin": _jaxmin, "scipy": _scipy, "jaxopt": _jaxopt}
+
+
+@dataclasses.dataclass
+class Cell:
+    solved: bool = False
+    evals: int | None = None
+    time: float | None = None  # steady seconds
+    first: float | None = None  # first call (compile + solve)
+    f: float | None = None
+    pg: float | None = None
+    outside: float = 0.0  # largest bound violation of the returned x
+    note: str = ""
+
+
+@dataclasses.dataclass
+class BResult:
+    rows: list[tuple[BProblem, dict[str, Cell]]]
+    repeats: int
+    elapsed: float
+
+
+def _check(p: BProblem, x) -> tuple[float, float, float]:
+    x = np.asarray(x, dtype=np.float64)
+    f, g = jax.jit(jax.value_and_grad(p.fn))(jnp.asarray(x), *p.args)
+    g = np.asarray(g)
+    pg = float(np.max(np.abs(np.clip(x - g, p.lower, p.upper) - x)))
+    outside = float(max(np.max(p.lower - x, initial=0.0), np.max(x - p.upper, initial=0.0)))
+    return float(f), pg, outside
+
+
+def run(repeats: int = 5, budget_s: float = 30.0, log=print, solvers=SOLVERS, quick: bool = False) -> BResult:
+    t_start = time.perf_counter()
+    rows = []
+    for p in problems(quick):
+        log(f"[bounds] {p.name} (n={p.n})")
+        calls, cells = {}, {}
+        for s in solvers:
+            cell = cells[s] = Cell()
+            try:
+                call = MAKERS[s](p)
+                cell.first, (x, evals) = timed_call(call)
+                cell.evals = int(evals)
+                cell.f, cell.pg, cell.outside = _check(p, x)
+                cell.solved = cell.pg <= GTOL and cell.outside == 0.0
+                if cell.outside > 0:
+                    cell.note = f"left the bounds by {cell.outside:.1e}"
+                elif not cell.solved:
+                    cell.note = f"|pg|inf {cell.pg:.1e}"
+                calls[s] = call
+            except Exception as e:
+                cell.note = f"error: {type(e).__name__}: {str(e)[:100]}"
+        times, errors = interleaved_medians(calls, repeats, budget_s)
+        for s, ts in times.items():
+            cells[s].time = median(ts) if ts else None
+        for s, e in errors.items():
+            cells[s].note = f"error: {type(e).__name__}"
+        rows.append((p, cells))
+    return BResult(rows, repeats, time.perf_counter() - t_start)
+
+
+def _fmt_ms(t):
+    return "–" if t is None or not np.isfinite(t) else (f"{1e3 * t:.3g}" if t < 10 else f"{t:.1f} s")
+
+
+def summary(res: BResult) -> dict:
+    """Counts and medians over the problems SciPy solved."""
+    out = {}
+    ref = [(p, c) for p, c in res.rows if c.get("scipy") and c["scipy"].solved]
+    for s in ("jaxmin", "jaxopt"):
+        pairs = [(c[s], c["scipy"]) for _, c in ref if s in c]
+        if not pairs:
+            continue
+        solved = sum(a.solved for a, _ in pairs)
+        ev = [a.evals / b.evals for a, b in pairs if a.solved and a.evals and b.evals]
+        tm = [a.time / b.time for a, b in pairs if a.solved and a.time and b.time]
+        out[s] = {"solved": solved, "of": len(pairs), "evals": median(ev) if ev else None,
+                  "time": median(tm) if tm else None, "time_max": max(tm) if tm else None}
+    return out
+
+
+def markdown(res: BResult) -> str:
+    head = (
+        "\n## Bounds: L-BFGS-B\n\n"
+        "`jm.minimize(fn, x0, jm.LBFGS(gtol=1e-6), bounds=(lower, upper))` against SciPy's "
+        "L-BFGS-B and JAXopt's `LBFGSB`, all on the projected-gradient target "
+        f"`max|P(x - g) - x| <= {GTOL:g}`, history {HISTORY}, float64 (see benchmarks/bounds.py). "
+        f"Steady time: median of {res.repeats} interleaved repeats, in ms; ratio: to SciPy's time. "
+        "✓: the target met at the returned x, inside the bounds.\n\n"
+    )
+    solvers = [s for s in SOLVERS if any(s in c for _, c in res.rows)]
+    cols = " | ".join(f"{LABEL[s]} ✓ / evals / ms" + (" / ratio" if s != "scipy" else "") for s in solvers)
+    lines = [f"| problem | n | {cols} | notes |", "|---|---:|" + "---|" * len(solvers) + "---|"]
+    for p, cells in res.rows:
+        ref = cells.get("scipy")
+        parts, notes = [], []
+        for s in solvers:
+            c = cells[s]
+            cell = f"{'✓' if c.solved else '✗'} / {c.evals if c.evals is not None else '–'} / {_fmt_ms(c.time)}"
+            if s != "scipy":
+                ratio = c.time / ref.time if ref and ref.time and c.time else None
+                cell += f" / {ratio:.3f}" if ratio is not None else " / –"
+            parts.append(cell)
+            if c.note:
+                notes.append(f"{LABEL[s]}: {c.note}")
+            same_f = c.f is None or ref is None or ref.f is None or abs(c.f - ref.f) <= 1e-6 * (1 + abs(ref.f))
+            if s != "scipy" and c.solved and ref is not None and ref.solved and not same_f:
+                notes.append(f"{LABEL[s]}: f {c.f:.6g} vs SciPy {ref.f:.6g}")
+        lines.append(f"| {p.name} | {p.n} | " + " | ".join(parts) + f" | {'; '.join(notes)} |")
+    summ = summary(res)
+    tail = ["", "Over the problems SciPy solves:"]
+    for s, d in summ.items():
+        ev = f"{d['evals']:.2f}" if d["evals"] is not None else "–"
+        tm = f"{d['time']:.3f} (max {d['time_max']:.3f})" if d["time"] is not None else "–"
+        tail.append(f"- {LABEL[s]}: solved {d['solved']}/{d['of']}; median evals ratio {ev}; "
+                    f"median time ratio {tm}.")
+    return head + "\n".join(lines) + "\n" + "\n".join(tail) + f"\n\nSection time {res.elapsed:.0f} s.\n"
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    quick = "--quick" in sys.argv
+    print(markdown(run(3 if quick else 5, quick=quick, log=lambda m: print(m, file=sys.stderr))))

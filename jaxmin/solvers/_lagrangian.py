@@ -1,0 +1,54 @@
+"""The Lagrangian Hessian of SQP: Powell's damped BFGS update, or the exact Hessian
+made positive definite (Nocedal & Wright, Procedure 18.2 and §3.4)."""
+
+import jax
+import jax.numpy as jnp
+
+from .._misc import eps, max_norm
+
+
+def damped_bfgs(B, s, y, first):
+    """Powell's damped BFGS update of `B` (N&W Procedure 18.2): `y` is replaced by
+    `r = theta y + (1 - theta) B s` with `theta < 1` where `s.y < 0.2 s.B s`, so
+    `s.r >= 0.2 s.B s > 0` and `B` stays positive definite. Before the first update
+    `B` is rescaled to `(r.r / s.r) I` (N&W eq. 6.20)."""
+    Bs = B @ s
+    sBs = jnp.dot(s, Bs)
+    sy = jnp.dot(s, y)
+    theta = jnp.where(sy >= 0.2 * sBs, 1.0, 0.8 * sBs / jnp.where(sBs - sy > 0, sBs - sy, 1.0))
+    r = theta * y + (1 - theta) * Bs
+    sr = jnp.dot(s, r)
+    scale = jnp.dot(r, r) / jnp.where(sr > 0, sr, 1.0)
+    B0 = jnp.where(first & (sr > 0), scale * jnp.eye(B.shape[0], dtype=B.dtype), B)
+    Bs = B0 @ s
+    sBs = jnp.dot(s, Bs)
+    ok = (sBs > eps(B) * jnp.dot(s, s) * max_norm(B0)) & (sr > 0) & jnp.all(jnp.isfinite(r))
+    B_new = B0 - jnp.outer(Bs, Bs) / jnp.where(ok, sBs, 1.0) + jnp.outer(r, r) / jnp.where(ok, sr, 1.0)
+    B_new = 0.5 * (B_new + B_new.T)
+    return jnp.where(ok, B_new, B), ok
+
+
+def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):
+    """The Hessian of the Lagrangian `f - lam_eq.c_eq - lam_in.c_in` at `x` (`n`
+    Hessian-vector products, forward over reverse), its eigenvalues flipped to their
+    absolute values and floored at `sqrt(eps) max(1, max|eigenvalue|)`: the nearest
+    (in that sense) positive definite matrix, which the QP solver needs (the
+    modified-Newton strategy of N&W §3.4)."""
+    eq = None if constraints is None else constraints.eq
+    ineq = None if constraints is None else constraints.ineq
+
+    def lagrangian(z):
+        out = fn(z, *args)
+        if eq is not None:
+            out = out - jnp.dot(lam_eq, eq(z, *args))
+        if ineq is not None:
+            out = out - jnp.dot(lam_in, ineq(z, *args))
+        return out
+
+    H = jax.jacfwd(jax.grad(lagrangian))(x)
+    H = 0.5 * (H + H.T)
+    vals, vecs = jnp.linalg.eigh(H)
+    floor = jnp.sqrt(eps(x)) * jnp.maximum(1.0, max_norm(vals))
+    vals = jnp.maximum(jnp.abs(vals), floor)
+    B = (vecs * vals[None, :]) @ vecs.T
+    return jnp.where(jnp.all(jnp.isfinite(B)), B, jnp.eye(x.shape[0], dtype=x.dtype))

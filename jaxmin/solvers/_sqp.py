@@ -1,0 +1,463 @@
+"""Line-search SQP with a damped-BFGS Lagrangian Hessian (Nocedal & Wright, Alg. 18.3).
+
+Notation (N&W ch. 18): `x, f, g`; equality constraints `c_eq(x) = 0` with Jacobian
+`J_eq`, inequalities `c_in(x) >= 0` with `J_in`, bounds `lower <= x <= upper`;
+multipliers `lam_eq`, `lam_in >= 0` and `w = w_lower - w_upper` for the bounds, with
+`g = J_eq^T lam_eq + J_in^T lam_in + w` at a KKT point; Hessian approximation `B`;
+step `p`; relaxation variable `delta`; merit penalty `nu`.
+"""
+
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jax import lax
+from jaxtyping import Array, Bool, Float, Int, Scalar
+
+from .._constraints import Constraints
+from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
+from .._solution import Status
+from .._typing import ScalarLike, Vector
+from ..linear import Lineax
+from ..linesearch import Backtracking
+from ._base import AbstractSolver, AbstractState
+from ._lagrangian import damped_bfgs, lagrangian_hessian
+from ._qp import QP_SOLVED, solve_qp
+
+_RHO_MAX = 1e10  # cap of the relaxation weight; INFEASIBLE needs delta = 1 at the cap
+_NU_MAX = 1e12  # cap of the merit penalty
+
+
+class _Point(eqx.Module):
+    """`f`, `g`, constraint values and Jacobians at one `x`."""
+
+    f: Scalar
+    g: Vector
+    c_eq: Float[Array, " me"]
+    J_eq: Float[Array, "me n"]
+    c_in: Float[Array, " mi"]
+    J_in: Float[Array, "mi n"]
+
+
+class _SQPState(AbstractState):
+    # at the current iterate
+    f: Scalar
+    g: Vector
+    c_eq: Float[Array, " me"]
+    J_eq: Float[Array, "me n"]
+    c_in: Float[Array, " mi"]
+    J_in: Float[Array, "mi n"]
+    # multipliers (eq, ineq) from the last QP; bound multipliers w = w_lower - w_upper
+    multipliers: tuple
+    w: Vector
+    # active sets of the last QP (implicit differentiation uses them)
+    active_in: Bool[Array, " mi"]
+    active_lower: Bool[Array, " n"]
+    active_upper: Bool[Array, " n"]
+    # the damped-BFGS Lagrangian Hessian and the penalty parameters
+    B: Float[Array, "n n"]
+    num_updates: Int[Array, ""]
+    nu: Scalar
+    rho: Scalar
+    delta: Scalar
+    # convergence measures at the current iterate
+    kkt: Scalar
+    violation: Scalar
+    flat_steps: Int[Array, ""]
+    # bookkeeping
+    status: Int[Array, ""]
+    alpha: Scalar
+    ls_evals: Int[Array, ""]
+    num_fun_evals: Int[Array, ""]
+    num_hvp_evals: Int[Array, ""]
+
+
+def _bounds(constraints: Constraints | None, x: Vector):
+    if constraints is None or not constraints.has_bounds:
+        inf = jnp.full_like(x, jnp.inf)
+        return -inf, inf
+    return constraints.lower.astype(x.dtype), constraints.upper.astype(x.dtype)
+
+
+def _constraint_fns(constraints: Constraints | None):
+    eq = None if constraints is None else constraints.eq
+    ineq = None if constraints is None else constraints.ineq
+    return eq, ineq
+
+
+def _value_and_jac(c, x, args):
+    """`(c(x), dc/dx)`, an empty `(0,)`/`(0, n)` pair where `c` is absent."""
+    if c is None:
+        return jnp.zeros(0, x.dtype), jnp.zeros((0, x.shape[0]), x.dtype)
+    cx = c(x, *args)
+    jac = jax.jacfwd if cx.shape[0] >= x.shape[0] else jax.jacrev
+    return cx, jac(lambda z: c(z, *args))(x).reshape(cx.shape[0], x.shape[0])
+
+
+def evaluate(fn, constraints, x: Vector, args: tuple) -> _Point:
+    """f, its gradient and the constraints with their Jacobians at `x`."""
+    eq, ineq = _constraint_fns(constraints)
+    f, g = jax.value_and_grad(fn)(x, *args)
+    c_eq, J_eq = _value_and_jac(eq, x, args)
+    c_in, J_in = _value_and_jac(ineq, x, args)
+    return _Point(f=f.astype(x.dtype), g=g, c_eq=c_eq, J_eq=J_eq, c_in=c_in, J_in=J_in)
+
+
+def violation_l1(c_eq, c_in) -> Scalar:
+    """The l1 constraint violation `||c_eq||_1 + ||min(c_in, 0)||_1`."""
+    return jnp.sum(jnp.abs(c_eq)) + jnp.sum(jnp.maximum(-c_in, 0.0))
+
+
+def violation_max(c_eq, c_in) -> Scalar:
+    """The largest constraint violation (what `ctol` bounds)."""
+    return jnp.maximum(max_norm(c_eq), max_norm(jnp.minimum(c_in, 0.0)))
+
+
+def kkt_residual(pt: _Point, lam_eq, lam_in, w, x, lower, upper) -> Scalar:
+    """The KKT residual's infinity norm: stationarity of the Lagrangian
+    `g - J_eq^T lam_eq - J_in^T lam_in - w`, and complementarity `lam_in * c_in`,
+    `w * (x - bound)` (multipliers from the last QP, functions at `x`)."""
+    stationarity = pt.g - pt.J_eq.T @ lam_eq - pt.J_in.T @ lam_in - w
+    gap = jnp.where(w > 0, x - lower, jnp.where(w < 0, upper - x, 0.0))
+    gap = jnp.where(jnp.isfinite(gap), gap, 0.0)
+    return jnp.maximum(
+        max_norm(stationarity), jnp.maximum(max_norm(lam_in * jnp.maximum(pt.c_in, 0.0)), max_norm(w * gap))
+    )
+
+
+def relaxed_qp(pt: _Point, B, x, lower, upper, weight):
+    """The QP subproblem with Powell's relaxation (Powell 1978; Schittkowski's NLPQL):
+
+        min_{p, delta}  1/2 p.B p + g.p + weight delta + beta delta^2 / 2
+        s.t.  J_eq p + (1 - delta) c_eq = 0
+              J_in p + c_in - delta min(c_in, 0) >= 0
+              lower - x <= p <= upper - x,   0 <= delta <= 1.
+
+    `(p, delta) = (0, 1)` is always feasible (x lies inside the bounds), so the QP is
+    consistent even where the linearised constraints are not; `delta = 0` recovers
+    the plain SQP subproblem (N&W eq. 18.11) whenever `weight` exceeds the worth of
+    the violation. The quadratic term (`beta = max(1, max diag B)`) keeps the Hessian
+    positive definite, which the dual active-set QP solver needs.
+    """
+    n, me, mi = x.shape[0], pt.c_eq.shape[0], pt.c_in.shape[0]
+    dtype = x.dtype
+    eye = jnp.eye(n, dtype=dtype)
+    zn = jnp.zeros((n, 1), dtype)
+    # delta's curvature is that of B's scale: a large `weight` enters only the linear
+    # term, keeping G well conditioned
+    G = jnp.block([[B, zn], [zn.T, jnp.maximum(1.0, jnp.max(jnp.diag(B))).reshape(1, 1)]])
+    a = jnp.concatenate([pt.g, weight.reshape(1)])
+    C = jnp.concatenate([
+        jnp.concatenate([pt.J_eq, -pt.c_eq[:, None]], axis=1),
+        jnp.concatenate([pt.J_in, -jnp.minimum(pt.c_in, 0.0)[:, None]], axis=1),
+        jnp.concatenate([eye, zn], axis=1),
+        jnp.concatenate([-eye, zn], axis=1),
+        jnp.array([[0.0] * n + [1.0], [0.0] * n + [-1.0]], dtype),
+    ])
+    b = jnp.concatenate([-pt.c_eq, -pt.c_in, lower - x, x - upper, jnp.array([0.0, -1.0], dtype)])
+    is_eq = jnp.arange(C.shape[0]) < me
+    qp = solve_qp(G, a, C, b, is_eq)
+    lam = qp.lam
+    lam_eq, lam_in = lam[:me], lam[me:me + mi]
+    w = lam[me + mi:me + mi + n] - lam[me + mi + n:me + mi + 2 * n]
+    active_in = qp.active[me:me + mi]
+    active_lower = qp.active[me + mi:me + mi + n]
+    active_upper = qp.active[me + mi + n:me + mi + 2 * n]
+    return qp, qp.d[:n], qp.d[n], lam_eq, lam_in, w, active_in, active_lower, active_upper
+
+
+def second_order_correction(pt: _Point, trial: _Point, active_in, active_lower, active_upper):
+    """The least-norm step `p_soc = -A^T (A A^T)^{-1} c_A(x + p)` on the QP's active
+    set, `A` the active constraints' Jacobian at `x` (N&W eq. 15.36): it pulls the
+    trial point back onto the active constraints, the remedy for the Maratos effect
+    in N&W Alg. 18.3. Active bounds enter as rows `+-e_i` with residual 0, so the
+    correction keeps those coordinates on their bounds."""
+    n = pt.g.shape[0]
+    eye = jnp.eye(n, dtype=pt.g.dtype)
+    A = jnp.concatenate([pt.J_eq, pt.J_in, eye, eye])
+    rows = jnp.concatenate([jnp.ones(pt.c_eq.shape[0], bool), active_in, active_lower, active_upper])
+    resid = jnp.concatenate([trial.c_eq, trial.c_in, jnp.zeros(2 * n, pt.g.dtype)])
+    rows = rows & (jnp.max(jnp.abs(A), axis=1) > 0)
+    A = jnp.where(rows[:, None], A, 0.0)
+    M = A @ A.T + jnp.diag(jnp.where(rows, 0.0, 1.0).astype(A.dtype))
+    # a relative ridge keeps dependent active gradients (LICQ failing) from breaking it
+    M = M + 100 * eps(M) * jnp.max(jnp.diag(M)) * jnp.eye(M.shape[0], dtype=M.dtype)
+    y = jnp.linalg.solve(M, jnp.where(rows, resid, 0.0))
+    p_soc = -A.T @ y
+    return jnp.where(jnp.all(jnp.isfinite(p_soc)), p_soc, 0.0)
+
+
+def _lagrangian_grad(pt: _Point, lam_eq, lam_in):
+    return pt.g - pt.J_eq.T @ lam_eq - pt.J_in.T @ lam_in
+
+
+class SQP(AbstractSolver[_SQPState]):
+    """Sequential quadratic programming for `eq`, `ineq` and `bounds` (Nocedal & Wright,
+    Alg. 18.3: line-search SQP with an l1 merit function and second-order correction).
+
+    Each iteration solves a QP in the step `p`, built from the gradient, the
+    linearised constraints and a quasi-Newton Lagrangian Hessian `B`, with the dual
+    active-set method of Goldfarb & Idnani (`jaxmin/solvers/_qp.py`); then searches
+    along `p` on the merit function `f + nu (||c_eq||_1 + ||min(c_in, 0)||_1)`.
+
+    - *Inconsistent linearisations* (e.g. from an infeasible start): the QP is Powell's
+      relaxation (as in SLSQP/NLPQL), the constraint values scaled by `1 - delta` with
+      `delta in [0, 1]` penalised by `weight delta + beta delta^2 / 2`, `weight =
+      rho (1 + nu) violation` (see `relaxed_qp`); `rho` grows 1000-fold (to 1e10)
+      whenever `delta > 0.1`.
+    - *Penalty*: `nu = max(1.01 t, (nu + t) / 2)` (Powell's update) for the target
+      `t = max|lam|`, or, when the QP was relaxed (`delta > 0`), `t = (g.p + p.B p / 2) /
+      ((1 - 0.5) (violation - linearised violation))` (N&W eq. 18.36); either makes `p` a
+      descent direction of the merit function.
+    - *Line search*: Armijo backtracking on the merit function with its directional
+      derivative `g.p - nu (violation - linearised violation)` (N&W eq. 18.29), each
+      step the safeguarded minimiser of a quadratic model (N&W §3.5). When the full
+      step fails, the second-order correction (N&W §15.6, Alg. 18.3) is tried once
+      before backtracking: the Maratos-effect remedy.
+    - *Hessian*: dense `n x n`, Powell's damped BFGS update of the Lagrangian Hessian
+      (N&W Procedure 18.2), positive definite throughout; reset to `I` after a failed
+      line search (a second failure from `I` ends the solve: `LINESEARCH_FAILED`, or
+      `STAGNATED` where the predicted decrease is below rounding).
+    - *Convergence test* at `x` with the new QP's multipliers before the line search
+      (a solution costs no further evaluation), and at the new iterate after it.
+    - *Bounds* are rows of the QP (`lower - x <= p <= upper - x`), so every trial point
+      `x + alpha p` lies inside them (and is clipped against rounding): objectives
+      undefined outside the bounds are fine.
+
+    Converges when the KKT residual (Lagrangian gradient, complementarity) has
+    infinity norm `<= gtol` and the largest constraint violation is `<= ctol`.
+    `verbose=True` prints that residual as `kkt`.
+    `INFEASIBLE` when the violation exceeds `ctol` and the relaxed QP, at the largest
+    `rho`, finds no step that reduces the linearised violation (`delta = 1`): a
+    stationary point of the violation. `Solution.multipliers = (lam_eq, lam_in)` with
+    `g = J_eq^T lam_eq + J_in^T lam_in + w` (`w`: bound multipliers, `state.w`).
+
+    **Derivatives** (`jax.grad`/`jacfwd`/`jacrev` of the solution): the implicit
+    function theorem on the KKT conditions of the final QP's active set: stationarity
+    of the Lagrangian, the equalities and active inequalities as equations, inactive
+    inequalities' multipliers pinned to 0, active bounds pinning `x_i` to the bound
+    (so bound tangents flow into `x`) and free coordinates' bound multipliers to 0.
+    Its Jacobian is indefinite; the default solver is a dense LU
+    (`jm.linear.Lineax(lx.LU())`). At degenerate points the derivative is one-sided
+    or undefined, and nothing raises:
+    - a weakly active constraint (active with multiplier 0) is treated as active: the
+      derivative is that of the solution kept on it (one-sided);
+    - duplicated or otherwise dependent constraints that the QP solver never made
+      active together (it adds only independent ones) are harmless;
+    - where the active gradients are (nearly) linearly dependent, i.e. LICQ fails at
+      the solution, the KKT matrix is singular or nearly so: the multipliers the
+      solve reports have blown up (HS13: ~1e6, where none exist at the minimiser) and
+      the LU solve returns NaN/inf or inaccurate derivatives. Check
+      `sol.multipliers` before trusting derivatives there.
+
+    **Arguments:**
+
+    - `linesearch`: a `jm.linesearch.Backtracking`, whose `c1`, `shrink` and
+      `max_steps` are used on the merit function.
+    - `gtol`: KKT residual tolerance.
+    - `ctol`: constraint violation tolerance.
+    - `exact_hessian`: use the exact Hessian of the Lagrangian (at the last
+      multipliers; `n` Hessian-vector products per iteration, counted in
+      `num_hvp_evals`), made positive definite by flipping and flooring its
+      eigenvalues, instead of damped BFGS. For small `n` with cheap second
+      derivatives; fewer iterations near a solution.
+    """
+
+    linesearch: Backtracking = Backtracking(c1=1e-4, shrink=0.5, max_steps=30)
+    gtol: ScalarLike = 1e-6
+    ctol: ScalarLike = 1e-8
+    exact_hessian: bool = eqx.field(default=False, static=True)
+
+    takes_bounds = True
+    takes_constraints = True
+    def __check_init__(self):
+        if not isinstance(self.linesearch, Backtracking):
+            raise TypeError("`SQP(linesearch=...)` must be a `jm.linesearch.Backtracking`: "
+                            "the merit function is not smooth, so Wolfe searches do not apply.")
+        for name in ("gtol", "ctol"):
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and value < 0:
+                raise ValueError(f"`SQP({name}=...)` must be non-negative.")
+
+    def init(self, fn, x, args, constraints=None):
+        pt = evaluate(fn, constraints, x, args)
+        n, me, mi = x.shape[0], pt.c_eq.shape[0], pt.c_in.shape[0]
+        finite = is_finite(pt.f, pt.g, pt.c_eq, pt.J_eq, pt.c_in, pt.J_in)
+        zero, i0 = jnp.zeros((), x.dtype), jnp.array(0, jnp.int32)
+        return _SQPState(
+            f=pt.f, g=pt.g, c_eq=pt.c_eq, J_eq=pt.J_eq, c_in=pt.c_in, J_in=pt.J_in,
+            multipliers=(jnp.zeros(me, x.dtype), jnp.zeros(mi, x.dtype)), w=jnp.zeros(n, x.dtype),
+            active_in=jnp.zeros(mi, bool), active_lower=jnp.zeros(n, bool),
+            active_upper=jnp.zeros(n, bool),
+            B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=zero, rho=jnp.array(10.0, x.dtype),
+            delta=zero, kkt=jnp.array(jnp.inf, x.dtype),
+            violation=violation_max(pt.c_eq, pt.c_in), flat_steps=i0,
+            status=jnp.where(finite, Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
+            alpha=zero, ls_evals=i0, num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=i0,
+        )
+
+    def step(self, fn, x, state, args, constraints=None):
+        lower, upper = _bounds(constraints, x)
+        pt = _Point(f=state.f, g=state.g, c_eq=state.c_eq, J_eq=state.J_eq, c_in=state.c_in, J_in=state.J_in)
+        use_soc = pt.c_eq.shape[0] + pt.c_in.shape[0] > 0
+        v0 = violation_l1(pt.c_eq, pt.c_in)
+        weight = state.rho * (1.0 + state.nu) * v0
+        if self.exact_hessian:
+            B0 = lagrangian_hessian(fn, constraints, x, args, *state.multipliers)
+            num_hvp = state.num_hvp_evals + x.shape[0]
+        else:
+            B0, num_hvp = state.B, state.num_hvp_evals
+        qp, p, delta, lam_eq, lam_in, w, act_in, act_lo, act_up = relaxed_qp(pt, B0, x, lower, upper, weight)
+        p = jnp.where(jnp.all(jnp.isfinite(p)), p, 0.0)
+
+        # penalty parameter (N&W eq. 18.36, sigma = 1, rho = 0.5) and max|lam|
+        reduction = v0 - violation_l1(pt.c_eq + pt.J_eq @ p, pt.c_in + pt.J_in @ p)
+        gp, pBp = jnp.dot(pt.g, p), jnp.dot(p, B0 @ p)
+        has_reduction = reduction > 100 * eps(x) * (1.0 + v0)
+        nu_req = jnp.where(has_reduction, (gp + 0.5 * pBp) / (0.5 * jnp.where(has_reduction, reduction, 1.0)), 0.0)
+        # max|lam| makes p a descent direction where the linearised constraints hold
+        # (delta = 0). In the relaxed QP (delta > 0) the multipliers price the
+        # relaxation (they grow with `weight`), so there nu_req alone sets the target
+        # and the BFGS update ignores them. Powell's update (1978) lets nu fall back
+        # halfway towards its target.
+        relaxed = delta > 100 * eps(x)
+        lam_max = jnp.maximum(max_norm(lam_eq), max_norm(lam_in))
+        target = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam_max)
+        nu = jnp.minimum(jnp.maximum(1.01 * target, 0.5 * (state.nu + target)), _NU_MAX)
+        slope = jnp.minimum(gp - nu * reduction, 0.0)  # N&W eq. 18.29 (upper bound if delta > 0)
+        phi0 = pt.f + nu * v0
+
+        # the KKT test at x with the QP's multipliers: a solution is recognised here,
+        # without evaluating another trial point
+        kkt_here = kkt_residual(pt, lam_eq, lam_in, w, x, lower, upper)
+        done_here = ((kkt_here <= as_dtype(self.gtol, x)) & (state.violation <= as_dtype(self.ctol, x))
+                     & (qp.status == QP_SOLVED))
+
+        c1, shrink = as_dtype(self.linesearch.c1, x), as_dtype(self.linesearch.shrink, x)
+        max_ls = self.linesearch.max_steps + int(use_soc)
+
+        def next_alpha(a, phi_a):
+            # backtracking by the minimiser of the quadratic through phi0, slope and
+            # phi(a), safeguarded to [0.1 a, shrink a] (N&W §3.5)
+            curv = phi_a - phi0 - slope * a
+            quad = -slope * a * a / (2.0 * jnp.where(curv > 0, curv, 1.0))
+            quad = jnp.where((curv > 0) & jnp.isfinite(phi_a), quad, shrink * a)
+            return jnp.clip(quad, 0.1 * a, shrink * a)
+
+        def trial(k, a_last, phi_last, first):
+            # k = 0: full step; k = 1: second-order correction (when there are
+            # constraints); then backtracking along p
+            if use_soc:
+                soc = lax.cond(k == 1, lambda: second_order_correction(pt, first, act_in, act_lo, act_up),
+                               lambda: jnp.zeros_like(x))
+                # a negligible correction (no constraint curvature at play) would repeat
+                # the full step: backtrack instead
+                is_soc = (k == 1) & (max_norm(soc) > 100 * eps(x) * max_norm(p))
+            else:
+                soc, is_soc = jnp.zeros_like(x), jnp.array(False)
+            soc = jnp.where(is_soc, soc, 0.0)
+            alpha = jnp.where((k == 0) | is_soc, 1.0, next_alpha(a_last, phi_last)).astype(x.dtype)
+            x_try = jnp.clip(x + alpha * p + soc, lower, upper)
+            q = evaluate(fn, constraints, x_try, args)
+            phi = q.f + nu * violation_l1(q.c_eq, q.c_in)
+            finite = is_finite(phi, q.g, q.J_eq, q.J_in)
+            # (a change within phi's rounding noise passes: near a solution the model's
+            # decrease drowns in it, and a strict test would shrink alpha to nothing)
+            ok = finite & (phi <= phi0 + c1 * alpha * slope + 10 * eps(x) * jnp.abs(phi0))
+            phi = jnp.where(finite, phi, jnp.inf)
+            a_last = jnp.where(is_soc, a_last, alpha)
+            phi_last = jnp.where(is_soc, phi_last, phi)
+            return alpha, x_try, q, phi, ok, a_last, phi_last
+
+        def cond(carry):
+            k, *_, ok = carry
+            return ~ok & (k < max_ls) & ~done_here
+
+        def body(carry):
+            k, _, _, _, _, first, a_last, phi_last, _ = carry
+            alpha, x_try, q, phi, ok, a_last, phi_last = trial(k, a_last, phi_last, first)
+            first = jax.tree.map(lambda a, b: jnp.where(k == 0, a, b), q, first)
+            return k + 1, alpha, x_try, q, phi, first, a_last, phi_last, ok
+
+        i0, one = jnp.array(0, jnp.int32), jnp.ones((), x.dtype)
+        start = (i0, jnp.zeros((), x.dtype), x, pt, phi0, pt, one, phi0, jnp.array(False))
+        k, alpha, x_try, q, phi, _, _, _, ok = lax.while_loop(cond, body, start)
+
+        x_new = jnp.where(ok, x_try, x)
+        new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), q, pt)
+        # damped BFGS on the Lagrangian gradient with the new multipliers (N&W eq. 18.13)
+        s = x_new - x
+        lam_eq_y, lam_in_y = jnp.where(relaxed, 0.0, lam_eq), jnp.where(relaxed, 0.0, lam_in)
+        y = _lagrangian_grad(new, lam_eq_y, lam_in_y) - _lagrangian_grad(pt, lam_eq_y, lam_in_y)
+        B, updated = damped_bfgs(state.B, s, y, state.num_updates == 0)
+        B = jnp.where(ok | done_here, B, jnp.eye(x.shape[0], dtype=x.dtype))  # failure: restart from I
+        num_updates = jnp.where(ok | done_here, state.num_updates + (ok & updated).astype(jnp.int32), 0)
+
+        kkt = jnp.where(done_here, kkt_here, kkt_residual(new, lam_eq, lam_in, w, x_new, lower, upper))
+        viol = violation_max(new.c_eq, new.c_in)
+        # failures: a line search that failed from B = I, stagnation, infeasibility
+        flat = ok & below_precision(phi - phi0, phi0, x) & (max_norm(s) <= 4 * eps(x) * max_norm(x))
+        flat_steps = jnp.where(flat, state.flat_steps + 1, 0)
+        lost = below_precision(slope / 25, phi0, x) | (max_norm(p) <= 100 * eps(x) * max_norm(x))
+        ls_failed = ~ok & ~done_here & (state.num_updates == 0)
+        qp_failed = qp.status != QP_SOLVED
+        infeasible = (viol > as_dtype(self.ctol, x)) & (delta >= 1 - 100 * jnp.sqrt(eps(x))) & (state.rho >= _RHO_MAX)
+        status = jnp.where(
+            infeasible, Status.INFEASIBLE,
+            jnp.where((ls_failed & lost) | (flat_steps >= 10), Status.STAGNATED,
+                      jnp.where(ls_failed | qp_failed, Status.LINESEARCH_FAILED, state.status)))
+        rho = jnp.where(delta > 0.1, jnp.minimum(state.rho * 1e3, _RHO_MAX), state.rho)
+        return x_new, _SQPState(
+            f=new.f, g=new.g, c_eq=new.c_eq, J_eq=new.J_eq, c_in=new.c_in, J_in=new.J_in,
+            multipliers=(lam_eq, lam_in), w=w,
+            active_in=act_in, active_lower=act_lo, active_upper=act_up,
+            B=B, num_updates=num_updates, nu=nu, rho=rho, delta=delta,
+            kkt=kkt, violation=viol, flat_steps=flat_steps,
+            status=jnp.where(state.status == Status.CONVERGED, status, state.status).astype(jnp.int32),
+            alpha=jnp.where(ok, alpha, 0.0), ls_evals=k,
+            num_fun_evals=state.num_fun_evals + k, num_hvp_evals=num_hvp,
+        )
+
+    def terminate(self, state):
+        converged = (state.kkt <= as_dtype(self.gtol, state.g)) & (
+            state.violation <= as_dtype(self.ctol, state.g))
+        failed = state.status != Status.CONVERGED
+        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
+
+    def optimality_norm(self, state):
+        return state.kkt
+
+    def optimality_label(self, state):
+        return "kkt"
+
+    def implicit_linear_solver(self):
+        return Lineax(lx.LU())
+
+    def implicit_system(self, x, state, fn, args, constraints):
+        """`z = (x, lam_eq, lam_in, w)` and the KKT conditions of the final active set
+        (see the class docstring)."""
+        lam_eq, lam_in = state.multipliers
+        act_in, act_lo, act_up = state.active_in, state.active_lower, state.active_upper
+        n, me = x.shape[0], lam_eq.shape[0]
+        act_b = act_lo | act_up
+        z = jnp.concatenate([x, lam_eq, lam_in, state.w])
+
+        def residual(z, fn, args, constraints):
+            x, lam_eq = z[:n], z[n:n + me]
+            lam_in, w = z[n + me:-n], z[-n:]
+            lower, upper = _bounds(constraints, x)
+            pt = evaluate(fn, constraints, x, args)
+            r_x = _lagrangian_grad(pt, lam_eq, lam_in) - w
+            r_in = jnp.where(act_in, pt.c_in, lam_in)
+            bound = jnp.where(act_lo, lower, jnp.where(act_up, upper, 0.0))
+            r_b = jnp.where(act_b, x - bound, w)
+            return jnp.concatenate([r_x, pt.c_eq, r_in, r_b])
+
+        return z, residual
+
+    def implicit_state_tangent(self, t_state, dz):
+        n = t_state.g.shape[0]
+        me, mi = t_state.multipliers[0].shape[0], t_state.multipliers[1].shape[0]
+        mult = (dz[n:n + me], dz[n + me:n + me + mi])
+        return eqx.tree_at(lambda s: (s.multipliers, s.w), t_state, (mult, dz[n + me + mi:]))
