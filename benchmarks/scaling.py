@@ -5,7 +5,7 @@ problems, each at batch sizes 1 … 10 000, every JAX solver as
 ``jax.jit(jax.vmap(solve))`` over the starts *and* the per-member data; SciPy
 L-BFGS-B solves the members one after another in a Python loop (capped, then
 extrapolated). Then the slow-member experiment: one member needing ~15× the steps of
-the others, under ``vmap`` and under ``jaxmin._batch.minimize_batch`` (compaction).
+the others, under ``vmap`` and under ``jm.minimize_batch`` (compaction).
 See benchmarks/README.md ("Scaling section").
 """
 
@@ -350,7 +350,7 @@ def markdown(res: ScalingResult) -> str:
             f"\n### One slow member among {res.slow_size:,}\n\n"
             f"Rosenbrock n=2 batch as above; member 0 has valley factor {SLOW_B:g} instead of 100 "
             "(≈15× the steps). Under `vmap` every while loop runs until its slowest member is "
-            "done, at the full batch's cost per step. `jaxmin._batch.minimize_batch` runs `chunk` "
+            "done, at the full batch's cost per step. `jm.minimize_batch` runs `chunk` "
             "steps at a time and then keeps only the unfinished members (padded to a power of two), "
             "each resumed from its solver state, so every member runs its own solve's steps (XLA "
             "compiles each batch size apart and may round last bits differently: on the "
