@@ -141,7 +141,7 @@ def _blocks(x0) -> int:
     leaves = jax.tree.leaves(x0)
     if len(leaves) < 2 or len({x.dtype for x in leaves}) > 1 or min(x.ndim for x in leaves) == 0:
         return 1
-    return math.gcd(*(x.shape[0] for x in leaves))
+    return math.gcd(*(x.shape[0] for x in leaves)) or 1
 
 
 def _ravel_blocks(x0, blocks: int):

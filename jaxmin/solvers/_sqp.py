@@ -7,6 +7,7 @@ multipliers `lam_eq`, `lam_in >= 0` and `w = w_lower - w_upper` for the bounds, 
 step `p`; relaxation variable `delta`; merit penalty `nu`.
 """
 
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -269,8 +270,9 @@ class SQP(AbstractSolver[_SQPState]):
     ctol: ScalarLike = 1e-8
     exact_hessian: bool = eqx.field(default=False, static=True)
 
-    takes_bounds = True
-    takes_constraints = True
+    takes_bounds: ClassVar[bool] = True
+    takes_constraints: ClassVar[bool] = True
+
     def __check_init__(self):
         if not isinstance(self.linesearch, Backtracking):
             raise TypeError("`SQP(linesearch=...)` must be a `jm.linesearch.Backtracking`: "
