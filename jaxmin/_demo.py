@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import jax.random as jr
 
 from ._minimize import minimize
-from .linesearch import Backtracking, MoreThuente, Zoom
-from .solvers import LBFGS, NewtonCG
+from .linesearch import Backtracking, HagerZhang, MoreThuente, Zoom
+from .solvers import LBFGS, SQP, GradientDescent, NewtonCG
 
 
 def extended_rosenbrock(x):
@@ -25,9 +25,23 @@ def logistic_loss(w, X, y, lam):
 
 def softmax_loss(params, X, labels, lam):
     """Multinomial logistic regression with parameters `{"W": (d, k), "b": (k,)}`."""
-    logits = X @ params["W"] + params["b"]
+    logits = X @ params["W"] + params["b"][None, :]
     nll = jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
     return jnp.mean(nll) + 0.5 * lam * jnp.sum(params["W"] ** 2)
+
+
+def hs071(x):
+    """Hock & Schittkowski (1981) problem 71; minimum 17.0140173 under `hs071_eq`,
+    `hs071_ineq` and bounds 1 <= x <= 5."""
+    return x[0] * x[3] * (x[0] + x[1] + x[2]) + x[2]
+
+
+def hs071_eq(x):
+    return jnp.stack([x @ x - 40.0])
+
+
+def hs071_ineq(x):
+    return jnp.stack([jnp.prod(x) - 25.0])
 
 
 def _problems():
@@ -46,13 +60,42 @@ def _problems():
     ]
 
 
-def _timed(fn, x0, solver, args):
+def _constrained_problems():
+    """(name, solver label, solver, fn, x0, args, constraint keywords)."""
+    rosen_upper = jnp.where(jnp.arange(1000) % 4 == 0, 0.5, jnp.inf)
+    X, y, _ = _problems()[1][3]  # the logistic regression's data
+    return [
+        ("Rosenbrock n=1000, x[::4] <= 0.5", "LBFGS + bounds", LBFGS(gtol=1e-6),
+         extended_rosenbrock, jnp.tile(jnp.array([-1.2, 1.0]), 500), (),
+         {"bounds": (-jnp.inf, rosen_upper)}),
+        ("logistic regression, w >= 0", "LBFGS + bounds", LBFGS(gtol=1e-6),
+         logistic_loss, jnp.zeros(200), (X, y, 1e-2), {"bounds": (0.0, None)}),
+        ("Hock-Schittkowski 71 (eq, ineq, bounds)", "SQP", SQP(),
+         hs071, jnp.array([1.0, 5.0, 5.0, 1.0]), (),
+         {"eq": hs071_eq, "ineq": hs071_ineq, "bounds": (1.0, 5.0)}),
+        ("logistic regression, n=200", "GradientDescent (HZ)",
+         GradientDescent(1.0, linesearch=HagerZhang(), gtol=1e-6),
+         logistic_loss, jnp.zeros(200), (X, y, 1e-2), {}),
+    ]
+
+
+def _timed(fn, x0, solver, args, **constraints):
     start = time.perf_counter()
-    sol = jax.block_until_ready(minimize(fn, x0, solver, args))
+    sol = jax.block_until_ready(minimize(fn, x0, solver, args, **constraints))
     first = time.perf_counter() - start
     start = time.perf_counter()
-    sol = jax.block_until_ready(minimize(fn, x0, solver, args))  # cached: no compilation
+    # cached: no compilation
+    sol = jax.block_until_ready(minimize(fn, x0, solver, args, **constraints))
     return sol, first, time.perf_counter() - start
+
+
+def _row(name, label, sol, first, second, optimality) -> str:
+    status = "CONVERGED" if bool(sol.success) else sol.message.split(":")[0]
+    return (
+        f"{name:42} {label:22} {int(sol.num_steps):6d} {int(sol.num_fun_evals):6d} "
+        f"{int(sol.num_hvp_evals):5d} {float(sol.fun):12.5e} {optimality:9.2e}  {status:10} "
+        f"{first:8.2f}s {1e3 * second:7.2f}ms"
+    )
 
 
 def main() -> None:
@@ -76,9 +119,12 @@ def main() -> None:
                 continue  # every search on the first problem, the defaults on the rest
             sol, first, second = _timed(fn, x0, solver, args)
             gnorm = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(sol.grad))
-            status = "CONVERGED" if bool(sol.success) else sol.message.split(":")[0]
-            print(
-                f"{name:42} {label:22} {int(sol.num_steps):6d} {int(sol.num_fun_evals):6d} {int(sol.num_hvp_evals):5d} "
-                f"{float(sol.fun):12.5e} {gnorm:9.2e}  {status:10} {first:8.2f}s {1e3 * second:7.2f}ms"
-            )
+            print(_row(name, label, sol, first, second, gnorm))
+    print("\nWith bounds and constraints (optimality: projected gradient, KKT residual)\n")
+    print(header.replace("   |g|inf", "   optim."))
+    print("-" * len(header))
+    for name, label, solver, fn, x0, args, constraints in _constrained_problems():
+        sol, first, second = _timed(fn, x0, solver, args, **constraints)
+        optimality = float(solver.optimality_norm(sol.state))
+        print(_row(name, label, sol, first, second, optimality))
     print("\n1st call = trace + compile + solve; 2nd call = the same solve again, compiling nothing.")
