@@ -34,6 +34,13 @@ class LineSearchResult(eqx.Module):
     num_evals: Int[Array, ""]
 
 
+def best_or_last(use_best, best: tuple, last: tuple, ok, num_evals) -> LineSearchResult:
+    """The result from `(alpha, f, g)` of the best trial where `use_best`, else of the
+    last one (the rule `LineSearchResult` documents for a failed search)."""
+    alpha, f, g = (jnp.where(use_best, b, l) for b, l in zip(best, last))
+    return LineSearchResult(alpha=alpha, f=f, g=g, ok=ok, num_evals=num_evals)
+
+
 class AbstractLineSearch(eqx.Module):
     """A step-length rule along a descent direction.
 

@@ -13,7 +13,7 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype, eps
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, evaluate
+from ._base import AbstractLineSearch, best_or_last, evaluate
 
 # The phase the pending trial belongs to (the paper's steps in brackets).
 _BRACKET = 0  # expanding the first trial by rho until [a, b] is found (B0-B3)
@@ -186,10 +186,5 @@ class HagerZhang(AbstractLineSearch):
         s = lax.while_loop(cond, body, start)
         # success: the last trial; failure: the lowest trial if it decreased f
         use_best = ~s.done & (s.a_best > 0)
-        return LineSearchResult(
-            alpha=jnp.where(use_best, s.a_best, s.a_last),
-            f=jnp.where(use_best, s.f_best, s.f),
-            g=jnp.where(use_best, s.g_best, s.g),
-            ok=s.done,
-            num_evals=s.n,
-        )
+        return best_or_last(use_best, (s.a_best, s.f_best, s.g_best), (s.a_last, s.f, s.g),
+                            s.done, s.n)

@@ -8,7 +8,7 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants
+from ._base import AbstractLineSearch, best_or_last, check_wolfe_constants
 
 _XTRAPL, _XTRAPU = 1.1, 4.0  # extrapolation range before a bracket exists (§4)
 STPMAX = 1e10  # the largest step (MINPACK-2 `stpmax`)
@@ -208,10 +208,4 @@ class MoreThuente(AbstractLineSearch):
         )
         # success: the last trial; failure: the best step if it decreased f
         use_best = ~s.converged & (s.stx > 0)
-        return LineSearchResult(
-            alpha=jnp.where(use_best, s.stx, s.a),
-            f=jnp.where(use_best, s.fx, s.f),
-            g=jnp.where(use_best, s.gx, s.g),
-            ok=s.converged,
-            num_evals=s.n,
-        )
+        return best_or_last(use_best, (s.stx, s.fx, s.gx), (s.a, s.f, s.g), s.converged, s.n)

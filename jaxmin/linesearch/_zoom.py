@@ -7,7 +7,7 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._misc import as_dtype, eps
 from .._typing import ScalarLike, Vector
-from ._base import AbstractLineSearch, LineSearchResult, check_wolfe_constants, evaluate
+from ._base import AbstractLineSearch, best_or_last, check_wolfe_constants, evaluate
 from ._interpolate import cubic_min
 
 
@@ -104,10 +104,4 @@ class Zoom(AbstractLineSearch):
         b = lax.while_loop(cond, body, start)
         # success: lo is the Wolfe point; failure: lo if it decreased f, else last trial
         use_lo = b.done | (b.a_lo > 0)
-        return LineSearchResult(
-            alpha=jnp.where(use_lo, b.a_lo, b.a),
-            f=jnp.where(use_lo, b.f_lo, b.f),
-            g=jnp.where(use_lo, b.g_lo, b.g),
-            ok=b.done,
-            num_evals=b.n,
-        )
+        return best_or_last(use_lo, (b.a_lo, b.f_lo, b.g_lo), (b.a, b.f, b.g), b.done, b.n)
