@@ -6,6 +6,7 @@ from ._batch import minimize_batch as minimize_batch
 from ._constraints import Constraints as Constraints
 from ._minimize import minimize as minimize
 from ._solution import Solution as Solution
+from ._solution import Reason as Reason
 from ._solution import Status as Status
 from .solvers import LBFGS as LBFGS
 from .solvers import NewtonCG as NewtonCG

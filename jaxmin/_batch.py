@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._solution import Solution, Status
+from ._solution import Reason, Solution, Status
 from .solvers import LBFGS, AbstractSolver
 
 
@@ -34,7 +34,8 @@ def minimize_batch(fn, x0, solver: AbstractSolver = LBFGS(), args=(), *, max_ste
       `1/k` of its size runs `k * chunk` steps before the next).
 
     Every member runs the steps of its own `minimize` solve: same `init`, `step` and
-    stopping rule, resumed from the solver state. (The arithmetic is the same, but XLA
+    stopping tests, resumed from the solver state (the driver loop's stall and
+    divergence watch is not applied: a hovering member runs to `max_steps`). (The arithmetic is the same, but XLA
     compiles each batch size separately and may round the last bit differently, e.g.
     by contracting other multiply-adds into FMAs; an ill-conditioned member can then
     take a few steps more or fewer than under `vmap`.) Returns a `Solution` whose
@@ -67,12 +68,14 @@ def minimize_batch(fn, x0, solver: AbstractSolver = LBFGS(), args=(), *, max_ste
 
 @eqx.filter_jit
 def _finish(solver, x, state, steps) -> Solution:
-    done, status = jax.vmap(solver.terminate)(state)
+    done, status, reason = jax.vmap(solver.verdict)(state)
     status = jnp.where(done, status, Status.MAX_STEPS).astype(jnp.int32)
+    reason = jnp.where(done, reason, Reason.MAX_STEPS).astype(jnp.int32)
     return Solution(
         x=x, fun=state.f, grad=state.g, success=status == Status.CONVERGED, status=status,
         num_steps=steps, num_fun_evals=state.num_fun_evals, num_hvp_evals=state.num_hvp_evals,
-        multipliers=None, state=state,
+        multipliers=None, state=state, reason=reason,
+        optimality=jax.vmap(solver.optimality_norm)(state),
     )
 
 

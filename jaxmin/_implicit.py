@@ -13,16 +13,20 @@ import jax.numpy as jnp
 
 from ._constraints import Constraints
 from ._loop import run_solver
+from ._solution import Status
 from ._typing import Vector
 
 
 def solve_implicit(solver, fn, x0: Vector, args: tuple, max_steps, verbose, linear_solver,
-                   constraints=None):
+                   constraints=None, throw=False):
     """`run_solver(...)` whose `x` (and the state's `f`) differentiate implicitly with
     respect to every floating array in `args`, every array `fn` (or a constraint
     function) closes over, and the bounds.
 
-    The derivative with respect to `x0` is zero.
+    The derivative with respect to `x0` is zero. Derivatives of a solve that did not
+    converge are those of its optimality conditions at a point where they do not hold:
+    not derivatives of a solution. With `throw=True` computing them raises (also under
+    `jit`), as the solve itself does.
     """
     # closed-over arrays become explicit leaves of `fn`, so they are differentiable
     # inputs rather than leaked tracers
@@ -40,19 +44,19 @@ def solve_implicit(solver, fn, x0: Vector, args: tuple, max_steps, verbose, line
         (x0, solver, linear_solver),
     )
     return _argmin(fn, args, constraints, x0=x0, solver=solver, max_steps=max_steps,
-                   verbose=verbose, linear_solver=linear_solver)
+                   verbose=verbose, linear_solver=linear_solver, throw=throw)
 
 
 @eqx.filter_custom_jvp
-def _argmin(fn, args, constraints, *, x0, solver, max_steps, verbose, linear_solver):
+def _argmin(fn, args, constraints, *, x0, solver, max_steps, verbose, linear_solver, throw):
     return run_solver(solver, fn, x0, args, max_steps, verbose, constraints)
 
 
 @_argmin.def_jvp
-def _argmin_jvp(primals, tangents, *, x0, solver, max_steps, verbose, linear_solver):
+def _argmin_jvp(primals, tangents, *, x0, solver, max_steps, verbose, linear_solver, throw):
     fn, args, constraints = primals
     out = _argmin(fn, args, constraints, x0=x0, solver=solver, max_steps=max_steps,
-                  verbose=verbose, linear_solver=linear_solver)
+                  verbose=verbose, linear_solver=linear_solver, throw=throw)
     x, state = out[0], out[1]
     z, residual = solver.implicit_system(x, state, fn, args, constraints)
 
@@ -64,13 +68,19 @@ def _argmin_jvp(primals, tangents, *, x0, solver, max_steps, verbose, linear_sol
     _, jacobian = jax.linearize(lambda z: residual(z, fn, args, constraints), z)
     dz = linear_solver.solve(jacobian, -dr.astype(z.dtype)).x
     dx = dz[: x.shape[0]]
+    if throw:
+        # derivatives of a failed solve are no derivatives of a solution: the tangent is
+        # scaled by a primal value that carries the check, so reverse mode keeps it too
+        status = eqx.error_if(out[3], out[3] != Status.CONVERGED,
+                              "minimize did not converge: its derivatives are not those of a solution")
+        dx = dx * (status == Status.CONVERGED).astype(dx.dtype)
     # envelope theorem: f* moves by df/dtheta + g.dx (g.dx vanishes at an unconstrained
     # solution)
     df = (0.0 if df is None else df.astype(x.dtype)) + jnp.dot(state.g, dx)  # None: only bounds move
     t_state = jax.tree.map(_zero_tangent, state)
     t_state = eqx.tree_at(lambda s: s.f, t_state, df)
     t_state = solver.implicit_state_tangent(t_state, dz)
-    return out, (dx, t_state, None, None)
+    return out, (dx, t_state, None, None, None)
 
 
 def _zero_tangent(leaf):

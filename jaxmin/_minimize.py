@@ -111,7 +111,9 @@ def minimize(
     `sol.x` and `sol.fun` are differentiable (`jax.grad`, `jax.jacrev`, `jax.jacfwd`,
     `jax.jvp`, and `vmap` of them) with respect to every floating array in `args` and
     every array `fn` closes over, by the implicit function theorem: never through the
-    loop. The derivative with respect to `x0` is zero.
+    loop. The derivative with respect to `x0` is zero. They are derivatives of a
+    solution only where the solve converged: check `sol.success`, or pass `throw=True`,
+    which raises (also under `jit`) when derivatives of a failed solve are computed.
     """
     if not isinstance(args, tuple):
         args = (args,)
@@ -198,8 +200,8 @@ def _solve(static, dynamic, max_steps) -> Solution:
             lower=lower, upper=upper,
         )
         x_flat = constraints.project(x_flat)
-    x, state, num_steps, status = solve_implicit(
-        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver, constraints
+    x, state, num_steps, status, reason = solve_implicit(
+        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver, constraints, throw
     )
     success = status == Status.CONVERGED
     sol = Solution(
@@ -213,6 +215,8 @@ def _solve(static, dynamic, max_steps) -> Solution:
         num_hvp_evals=state.num_hvp_evals,
         multipliers=getattr(state, "multipliers", None),
         state=state,
+        reason=reason,
+        optimality=solver.optimality_norm(state),
     )
     if throw:
         sol = eqx.branched_error_if(sol, ~success, status, _ERROR_MESSAGES)

@@ -1,4 +1,4 @@
-"""`Status` codes with their messages, and the `Solution` returned by `minimize`."""
+"""`Status` and `Reason` codes with their messages, and the `Solution` returned by `minimize`."""
 
 import enum
 from typing import Any
@@ -9,7 +9,23 @@ from jaxtyping import Array, Bool, Int, PyTree, Scalar
 
 
 class Status(enum.IntEnum):
-    """Why a solve stopped. `sol.status` holds the integer value as an int32 array."""
+    """Why a solve stopped. `sol.status` holds the integer value as an int32 array.
+
+    - `CONVERGED`: a convergence test passed (`sol.reason` says which).
+    - `MAX_STEPS`: `max_steps` was reached while the solve was still making progress.
+    - `LINESEARCH_FAILED`: no step along a descent direction decreased f although the
+      decrease the model predicts stands well above f's rounding: the objective is
+      non-smooth there, or its gradient is wrong.
+    - `STAGNATED`: f stopped decreasing (to its rounding) while the gradient is still
+      far from small: the problem is badly scaled or too ill-conditioned for the dtype,
+      or the iterates hover (a fixed step too long to settle, SQP's KKT residual not
+      improving).
+    - `NONFINITE`: NaN/inf in x0, f or the gradient where no finite step was possible.
+    - `INFEASIBLE`: the constraints could not be satisfied: the iterate is a local
+      minimiser of the constraint violation with the violation above `ctol`.
+    - `DIVERGED`: f fell without bound (to -inf, or the iterates grew without bound),
+      or a fixed-step method's iterates blew up (a learning rate too large).
+    """
 
     CONVERGED = 0
     MAX_STEPS = 1
@@ -17,28 +33,125 @@ class Status(enum.IntEnum):
     STAGNATED = 3
     NONFINITE = 4
     INFEASIBLE = 5
+    DIVERGED = 6
 
 
+class Reason(enum.IntEnum):
+    """Which test ended the solve (`sol.reason`); `Solution.message` explains it.
+
+    `RUNNING` is the value while a solve goes on. Each reason belongs to one `Status`
+    (`REASON_STATUS`).
+    """
+
+    RUNNING = 0
+    GTOL = 1  # CONVERGED: the optimality measure is at most `gtol`
+    FTOL = 2  # CONVERGED: f's relative decrease at most `ftol`, optimality small
+    PRECISION = 3  # CONVERGED: no further decrease possible, optimality at precision level
+    MAX_STEPS = 4  # MAX_STEPS: still making progress at the cap
+    LINESEARCH = 5  # LINESEARCH_FAILED
+    STALLED = 6  # STAGNATED: f stopped decreasing, optimality far from small
+    HOVERING = 7  # STAGNATED: no progress over many steps (fixed steps, SQP)
+    CONSTRAINTS_STALLED = 8  # STAGNATED: the violation, above `ctol`, stopped improving
+    NONFINITE_START = 9  # NONFINITE: NaN/inf at x0
+    NONFINITE_STEP = 10  # NONFINITE: only NaN/inf along the search direction
+    INFEASIBLE = 11  # INFEASIBLE
+    UNBOUNDED = 12  # DIVERGED: f -> -inf or |x| -> inf
+    LEARNING_RATE = 13  # DIVERGED: a fixed step blew up
+
+
+REASON_STATUS = {
+    Reason.GTOL: Status.CONVERGED,
+    Reason.FTOL: Status.CONVERGED,
+    Reason.PRECISION: Status.CONVERGED,
+    Reason.MAX_STEPS: Status.MAX_STEPS,
+    Reason.LINESEARCH: Status.LINESEARCH_FAILED,
+    Reason.STALLED: Status.STAGNATED,
+    Reason.HOVERING: Status.STAGNATED,
+    Reason.CONSTRAINTS_STALLED: Status.STAGNATED,
+    Reason.NONFINITE_START: Status.NONFINITE,
+    Reason.NONFINITE_STEP: Status.NONFINITE,
+    Reason.INFEASIBLE: Status.INFEASIBLE,
+    Reason.UNBOUNDED: Status.DIVERGED,
+    Reason.LEARNING_RATE: Status.DIVERGED,
+}
+
+# One sentence per reason; `{...}` fields are filled from the concrete Solution.
+_MEASURE = "optimality"
+REASON_MESSAGES = {
+    Reason.RUNNING: "The solve has not ended.",
+    Reason.GTOL: "Converged: the optimality measure ({measure} = {opt:.3g}) is at most `gtol`.",
+    Reason.FTOL: (
+        "Converged: the last step decreased f by at most `ftol` (relative) and the "
+        "relative optimality max_i |g_i| max(|x_i|, 1) is at most ftol^(1/3) max(|f|, 1) "
+        "({measure} = {opt:.3g})."
+    ),
+    Reason.PRECISION: (
+        "Converged to the attainable precision: no step decreases f beyond its rounding "
+        "(nor does the model predict one) and the relative optimality is at most "
+        "ftol^(1/3) max(|f|, 1) ({measure} = {opt:.3g}): f is as accurate as {dtype} "
+        "allows, and `gtol` lies below what it resolves."
+    ),
+    Reason.MAX_STEPS: (
+        "Hit `max_steps` while f (or the optimality measure) was still decreasing; "
+        "raise `max_steps`."
+    ),
+    Reason.LINESEARCH: (
+        "The line search failed, also from the safest direction: no step decreased f "
+        "although the decrease the model predicts stands well above f's rounding. The "
+        "objective may be non-smooth there or its gradient wrong; check the gradient, "
+        "try another line search, or use `verbose=True`."
+    ),
+    Reason.STALLED: (
+        "Stagnated: f stopped decreasing (to its rounding) while the optimality measure "
+        "({measure} = {opt:.3g} at f = {f:.3g}) is far above its precision level. The "
+        "problem is badly scaled or too ill-conditioned{for_dtype}: rescale x (and f) to "
+        "order 1, or try `jm.NewtonCG`."
+    ),
+    Reason.HOVERING: (
+        "Stagnated: neither f nor the optimality measure ({measure} = {opt:.3g}) improved "
+        "over the last steps: the iterates hover. For a fixed step, use a decaying "
+        "learning-rate schedule or a line search; for SQP, the KKT residual is at the "
+        "level of its rounding: loosen `gtol`{or_float64}."
+    ),
+    Reason.CONSTRAINTS_STALLED: (
+        "Stagnated: the constraint violation ({violation:.3g}) stopped decreasing above "
+        "`ctol`: `ctol` lies below what {dtype} resolves for these constraints (loosen "
+        "`ctol`), or the constraints are degenerate (dependent gradients) at this point."
+    ),
+    Reason.NONFINITE_START: "f or its gradient is NaN/inf at x0 (or x0 itself is): check x0 and the objective.",
+    Reason.NONFINITE_STEP: (
+        "Only NaN/inf values lay along the search direction: the objective is undefined "
+        "or overflows near x; check its domain (or add bounds) and the scale of x."
+    ),
+    Reason.INFEASIBLE: (
+        "Infeasible: the constraints could not be satisfied: their violation "
+        "({violation:.3g}) is locally minimal and above `ctol`, so they are inconsistent near x."
+    ),
+    Reason.UNBOUNDED: (
+        "Diverged: f fell without bound (f = {f:.3g}) or the iterates grew without bound: "
+        "the objective looks unbounded below; check its sign, or add bounds or constraints."
+    ),
+    Reason.LEARNING_RATE: (
+        "Diverged: the fixed step made f or the gradient overflow to NaN/inf (the iterate "
+        "before it is returned): the learning rate is too large for this problem; lower "
+        "`learning_rate` (or use a schedule or a line search)."
+    ),
+}
+
+# the message of each status when only the status is known (batched or legacy use)
 MESSAGES = {
-    Status.CONVERGED: (
-        "Converged: the gradient norm (with bounds: of the projected gradient; with "
-        "constraints: of the KKT residual, violation within `ctol`) is at most `gtol`."
-    ),
-    Status.MAX_STEPS: "Hit `max_steps` before `gtol` was met; raise `max_steps`.",
-    Status.LINESEARCH_FAILED: (
-        "The line search failed twice in a row, once from steepest descent: no step "
-        "along the search direction satisfied its conditions. The objective may be "
-        "non-smooth or its gradient wrong; try another line search or `verbose=True`."
-    ),
+    Status.CONVERGED: "Converged: a convergence test passed (`sol.reason` says which).",
+    Status.MAX_STEPS: REASON_MESSAGES[Reason.MAX_STEPS],
+    Status.LINESEARCH_FAILED: REASON_MESSAGES[Reason.LINESEARCH],
     Status.STAGNATED: (
-        "Stagnated: steps no longer change f or x, so `gtol` lies below the attainable "
-        "precision; loosen `gtol` or solve in float64."
+        "Stagnated: f stopped decreasing while the optimality measure is far from small "
+        "(see `sol.message` for a single solve)."
     ),
-    Status.NONFINITE: (
-        "A NaN or inf appeared in x0, f or the gradient where no finite step was "
-        "possible; check x0 and the objective."
+    Status.NONFINITE: "A NaN or inf appeared in x0, f or the gradient where no finite step was possible.",
+    Status.INFEASIBLE: "Infeasible: the constraints could not be satisfied.",
+    Status.DIVERGED: (
+        "Diverged: f fell without bound, or a fixed step blew up (lower the learning rate)."
     ),
-    Status.INFEASIBLE: "The constraints could not be satisfied.",
 }
 
 
@@ -52,6 +165,9 @@ class Solution(eqx.Module):
     - `grad`: the gradient of `fn` at `x`, shaped like `x0`.
     - `success`: bool scalar array, `status == Status.CONVERGED`.
     - `status`: int32 scalar array holding a `Status` value.
+    - `reason`: int32 scalar array holding a `Reason` value: which test ended the solve.
+    - `optimality`: the measure `gtol` bounds at `x` (max|g|; with bounds the projected
+      gradient; with constraints the KKT residual).
     - `num_steps`: iterations taken.
     - `num_fun_evals`: evaluations of `fn` (a value-and-gradient counts once).
     - `num_hvp_evals`: Hessian-vector products (0 where none are used).
@@ -69,11 +185,33 @@ class Solution(eqx.Module):
     num_hvp_evals: Int[Array, ""]
     multipliers: Any
     state: Any
+    reason: Int[Array, ""] = None
+    optimality: Scalar = None
 
     @property
     def message(self) -> str:
-        """A sentence for `status` (needs a concrete, unbatched status)."""
+        """A sentence saying which test ended the solve, with the figures that decided
+        it (needs concrete values; for a batch, one sentence per member's status)."""
         status = np.asarray(self.status)
         if status.shape != ():
             return "; ".join(MESSAGES[Status(int(s))] for s in status.ravel())
-        return MESSAGES[Status(int(status))]
+        if self.reason is None or np.asarray(self.reason).shape != ():
+            return MESSAGES[Status(int(status))]
+        return describe(Reason(int(self.reason)), self)
+
+
+def describe(reason: Reason, sol: "Solution") -> str:
+    """`REASON_MESSAGES[reason]` filled with the figures of a concrete `sol`."""
+    state = sol.state
+    dtype = np.asarray(sol.fun).dtype
+    opt = sol.optimality
+    values = dict(
+        measure=_MEASURE,
+        opt=float(np.asarray(opt)) if opt is not None else float("nan"),
+        f=float(np.asarray(sol.fun)),
+        violation=float(np.asarray(getattr(state, "violation", np.nan))),
+        dtype=dtype.name,
+        for_dtype=f" for {dtype.name}",
+        or_float64=", or solve in float64" if dtype == np.float32 else "",
+    )
+    return REASON_MESSAGES[reason].format(**values)

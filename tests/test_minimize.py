@@ -248,24 +248,27 @@ def test_nan_x0_is_nonfinite_not_an_exception():
 
 
 @pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
-def test_stagnation_is_reported_not_looped(search):
+def test_attainable_precision_is_convergence_not_a_loop(search):
     # f ~ 1e4 in float32: changes below ~1e-3 are lost, and no float32 x zeroes the
-    # gradient 4 x - 0.6000001, so gtol = 1e-12 is unattainable
+    # gradient 4 x - 1.2000002, so gtol = 1e-12 is unattainable: converged at the
+    # attainable precision (|x - x*| ~ sqrt(eps f / 2) = 0.025), said so, quickly
     fn = lambda x: 1e4 + jnp.sum((x - 0.1) ** 2 + (x - 0.5000001) ** 2)
     sol = jm.minimize(fn, jnp.array([3.0, -2.0], jnp.float32), jm.LBFGS(linesearch=search, gtol=1e-12))
-    assert int(sol.status) == jm.Status.STAGNATED, sol.message
+    assert int(sol.status) == jm.Status.CONVERGED, sol.message
+    assert int(sol.reason) in (jm.Reason.FTOL, jm.Reason.PRECISION), sol.message
+    assert "float32" in sol.message or "ftol" in sol.message
     assert int(sol.num_steps) < 50
     np.testing.assert_allclose(sol.x, jnp.full(2, 0.3), atol=0.05)
 
 
 @pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)
-def test_float32_precision_limit_is_stagnation_not_failure(search):
+def test_float32_precision_limit_is_convergence(search):
     # Rosenbrock's gradient carries float32 rounding noise of ~1e-5 near x* = 1, so
     # gtol = 1e-7 is unattainable: the solve must say so, not blame the line search
     sol = jm.minimize(_rosenbrock, jnp.zeros(10, jnp.float32), jm.LBFGS(linesearch=search, gtol=1e-7), args=(1.0,))
-    assert int(sol.status) in (jm.Status.CONVERGED, jm.Status.STAGNATED), sol.message
-    assert float(sol.fun) < 1e-9
-    np.testing.assert_allclose(sol.x, jnp.ones(10), atol=1e-3)
+    assert int(sol.status) == jm.Status.CONVERGED, sol.message
+    assert float(sol.fun) < 1e-5  # float32's accuracy for f* = 0 (MGH grading)
+    np.testing.assert_allclose(sol.x, jnp.ones(10), atol=3e-3)
 
 
 @pytest.mark.parametrize("search", SEARCHES, ids=lambda s: type(s).__name__)

@@ -23,7 +23,8 @@ from jaxtyping import Array, Bool, Int, Scalar
 
 from .._constraints import Constraints
 from .._misc import max_norm
-from .._typing import Objective, Vector
+from .._typing import Objective, ScalarLike, Vector
+from . import _stopping as stopping
 from ..linear import CG, AbstractLinearSolver
 
 
@@ -31,14 +32,15 @@ class AbstractState(eqx.Module):
     """Fields every solver state carries: the loop carry and what `Solution` reports.
 
     - `f`, `g`: value and gradient at the current iterate.
-    - `status`: `Status.CONVERGED` while no failure has happened, else the failure.
+    - `reason`: a `Reason`: `RUNNING` while the solve goes on, else why a step ended
+      it (`_stopping`); `status` is the `Status` that reason belongs to.
     - `num_fun_evals`, `num_hvp_evals`: running counts.
     - `alpha`, `ls_evals`: the last step size and line-search evaluations (verbose).
     """
 
     f: eqx.AbstractVar[Scalar]
     g: eqx.AbstractVar[Vector]
-    status: eqx.AbstractVar[Int[Array, ""]]
+    reason: eqx.AbstractVar[Int[Array, ""]]
     num_fun_evals: eqx.AbstractVar[Int[Array, ""]]
     num_hvp_evals: eqx.AbstractVar[Int[Array, ""]]
     alpha: eqx.AbstractVar[Scalar]
@@ -53,9 +55,13 @@ class AbstractSolver(eqx.Module, Generic[_State]):
 
     Subclasses set the class flags `takes_bounds` and `takes_constraints` when they
     accept `bounds=` and `eq=`/`ineq=`; `minimize` rejects them otherwise.
+
+    Every solver has the stopping tolerances `gtol` and `ftol` (`None`: `eps / 4` of
+    the solve's dtype); `_stopping` says what they mean.
     """
 
-    gtol: eqx.AbstractVar[float]
+    gtol: eqx.AbstractVar[ScalarLike]
+    ftol: eqx.AbstractVar[Optional[ScalarLike]]
     takes_bounds: ClassVar[bool] = False
     takes_constraints: ClassVar[bool] = False
 
@@ -67,9 +73,24 @@ class AbstractSolver(eqx.Module, Generic[_State]):
     def step(self, fn: Objective, x: Vector, state: _State, args: tuple) -> tuple[Vector, _State]:
         """One iteration: the next iterate and state."""
 
-    @abc.abstractmethod
     def terminate(self, state: _State) -> tuple[Bool[Array, ""], Int[Array, ""]]:
         """`(done, status)`: stop now, and why (`status` is meaningful once done)."""
+        done, status, _ = self.verdict(state)
+        return done, status
+
+    def verdict(self, state: _State) -> tuple[Bool[Array, ""], Int[Array, ""], Int[Array, ""]]:
+        """`(done, status, reason)`: `terminate` with the `Reason` (for solver authors:
+        override to add conditions, as SQP does for the constraint violation)."""
+        return stopping.terminate(self.optimality_norm(state), state.f, state.reason, self.gtol)
+
+    def fixed_step(self) -> bool:
+        """Whether steps have a fixed (or scheduled) length with no line search: such a
+        solve whose f rises and stalls has too large a learning rate."""
+        return False
+
+    def tolerance_ftol(self, like: Array) -> Array:
+        """`ftol` in `like`'s dtype, its default filled in."""
+        return stopping.default_ftol(self.ftol, like)
 
     def implicit_system(
         self, x: Vector, state: _State, fn: Objective, args: tuple, constraints: Optional[Constraints]
@@ -102,6 +123,11 @@ class AbstractSolver(eqx.Module, Generic[_State]):
     def optimality_norm(self, state: _State) -> Scalar:
         """The quantity `gtol` bounds (printed by `verbose=True`): `max|g|` here."""
         return max_norm(state.g)
+
+    def relative_optimality(self, x: Vector, state: _State) -> Scalar:
+        """The optimality measure relative to x's scale, which the precision guard of
+        `_stopping` bounds: `max_i |g_i| max(|x_i|, 1)` here."""
+        return stopping.relative_optimality(state.g, x)
 
     def optimality_label(self, state: _State) -> str:
         """The name `verbose=True` prints for `optimality_norm` (static)."""

@@ -5,6 +5,8 @@ NeurIPS).
 Notation: `x, f, g`; learning rate `eta`; step counter `k` from 0.
 """
 
+from typing import Optional
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Int, Scalar
@@ -13,7 +15,7 @@ from .._typing import ScalarLike, Vector
 from ._base import AbstractSolver, AbstractState
 from ._gradient_descent import first_order_state, take_step
 from ._schedule import LearningRate, as_learning_rate, check_learning_rate, learning_rate_at
-from ._search import check_options, gradient_terminate
+from ._search import check_options
 
 
 class _FromageState(AbstractState):
@@ -22,7 +24,7 @@ class _FromageState(AbstractState):
     g: Vector
     k: Int[Array, ""]  # steps taken: the schedule's argument
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     num_fun_evals: Int[Array, ""]
@@ -55,20 +57,25 @@ class Fromage(AbstractSolver[_FromageState]):
     `eta` the iterates circle a minimiser at distance ~ `eta |x|`; reaching `gtol`
     needs a decaying schedule. `eta` and `eta^2` are computed from the schedule's
     value at step `k`. A step to a NaN/inf point is not taken and ends the solve
-    with `NONFINITE`.
+    `DIVERGED` (learning rate too large).
 
     **Arguments:**
 
     - `learning_rate`: `eta`, a positive number, an array or a schedule `k -> eta_k`.
     - `gtol`: stop when `max|g| <= gtol`.
+    - `ftol`: the precision level a stalled solve is judged by, as in `LBFGS`.
     """
 
     learning_rate: LearningRate = eqx.field(converter=as_learning_rate)
     gtol: ScalarLike = 1e-5
+    ftol: Optional[ScalarLike] = None
 
     def __check_init__(self):
         check_learning_rate(self, "learning_rate", self.learning_rate)
         check_options(self, self.gtol, None)
+
+    def fixed_step(self) -> bool:
+        return True
 
     def init(self, fn, x, args):
         return _FromageState(**first_order_state(fn, x, args))
@@ -76,13 +83,10 @@ class Fromage(AbstractSolver[_FromageState]):
     def step(self, fn, x, state, args):
         eta = learning_rate_at(self.learning_rate, state.k, x)
         x_new = fromage_update(x, state.g, eta)
-        x_new, f, g, status = take_step(fn, args, x, state.f, state.g, x_new, state.status)
+        x_new, f, g, reason = take_step(fn, args, x, state.f, state.g, x_new, state.reason)
         one = jnp.array(1, jnp.int32)
         new_state = _FromageState(
-            f=f, g=g, k=state.k + 1, status=status, alpha=eta, ls_evals=one,
+            f=f, g=g, k=state.k + 1, reason=reason, alpha=eta, ls_evals=one,
             num_fun_evals=state.num_fun_evals + one, num_hvp_evals=state.num_hvp_evals,
         )
         return x_new, new_state
-
-    def terminate(self, state):
-        return gradient_terminate(state, self.gtol)

@@ -4,7 +4,7 @@ Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - 
 `rho = 1 / s.y`; initial inverse-Hessian scale `gamma`.
 """
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import equinox as eqx
 import jax.lax as lax
@@ -17,9 +17,10 @@ from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, Zoom
 from ._base import AbstractSolver, AbstractState
 from ._lbfgsb import (
-    _LBFGSBState, lbfgsb_implicit_system, lbfgsb_init, lbfgsb_step, lbfgsb_terminate
+    _LBFGSBState, lbfgsb_implicit_system, lbfgsb_init, lbfgsb_step
 )
-from ._search import check_options, gradient_terminate, must_stop, search_step, start_point
+from ._search import check_options, search_step, start_point
+from ._stopping import keep_reason, relative_optimality
 
 
 class _LBFGSState(AbstractState):
@@ -35,7 +36,7 @@ class _LBFGSState(AbstractState):
     gamma: Scalar
     flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     num_fun_evals: Int[Array, ""]
@@ -74,15 +75,19 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     keeping `H` positive definite. A step that fails (its line search found no
     decrease, or it changed neither f nor x beyond rounding) resets the memory; a
     failure from steepest descent, or one whose full step is within rounding of x,
-    ends the solve: `STAGNATED` where the decrease left to find is below f's or x's
-    precision, `NONFINITE` where only NaN/inf lay along the direction, else
-    `LINESEARCH_FAILED`.
+    ends the solve, judged by the stopping rules of `solvers/_stopping.py`: converged
+    at the attainable precision where the gradient is at the level f's precision
+    allows, else `STAGNATED`, `NONFINITE` or `LINESEARCH_FAILED`.
 
     **Arguments:**
 
     - `history_size`: number of `(s, y)` pairs kept.
     - `linesearch`: an `AbstractLineSearch` (strong Wolfe keeps `s.y > 0`).
     - `gtol`: stop when `max|g| <= gtol` (with bounds: `max|P(x - g) - x| <= gtol`).
+    - `ftol`: stop when a step decreases f by at most `ftol * |f|` while the relative
+      gradient `max_i |g_i| max(|x_i|, 1)` is at most `ftol^(1/3) max(|f|, 1)` (SciPy
+      L-BFGS-B's `ftol`, guarded); the same guard judges a solve that can no longer
+      decrease f (see `solvers/_stopping.py`). `None`: `eps / 4` of the dtype.
 
     **Bounds** (`minimize(..., bounds=(lower, upper))`, or `init`/`step` given a
     `Constraints` with bounds): L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995), see
@@ -95,6 +100,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     history_size: int = eqx.field(default=10, static=True)
     linesearch: AbstractLineSearch = Zoom()
     gtol: ScalarLike = 1e-5
+    ftol: Optional[ScalarLike] = None
     takes_bounds: ClassVar[bool] = True
 
     def __check_init__(self):
@@ -105,14 +111,14 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     def init(self, fn, x, args, constraints: Constraints | None = None):
         if constraints is not None and constraints.has_bounds:
             return lbfgsb_init(self, fn, x, args, constraints)
-        f, g, status = start_point(fn, x, args)
+        f, g, reason = start_point(fn, x, args)
         m, n = self.history_size, x.shape[0]
         zero = jnp.zeros((), x.dtype)
         return _LBFGSState(
             f=f, g=g,
             s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
             rho=jnp.zeros(m, x.dtype), k=jnp.array(0, jnp.int32), gamma=zero,
-            flat_steps=jnp.array(0, jnp.int32), status=status,
+            flat_steps=jnp.array(0, jnp.int32), reason=reason,
             alpha=zero, ls_evals=jnp.array(0, jnp.int32),
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
         )
@@ -132,9 +138,9 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         rho = jnp.where(descent, state.rho, 0.0)
 
         predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
-        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps)
         # a failure resets the memory: the retry is steepest descent, unless it was one
-        stop = must_stop(step, retry_possible=k > 0)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
+                           retry_possible=k > 0, ftol=self.tolerance_ftol(x))
         s, y = step.x - x, step.g - g
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
 
@@ -153,22 +159,22 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             k=jnp.where(step.failed, 0, k + store.astype(jnp.int32)),
             gamma=jnp.where(store, sy / yy, state.gamma),
             flat_steps=step.flat_steps,
-            status=jnp.where(stop, step.status, state.status),
+            reason=keep_reason(state.reason, step.reason),
             alpha=step.alpha, ls_evals=step.ls_evals,
             num_fun_evals=state.num_fun_evals + step.ls_evals,
             num_hvp_evals=state.num_hvp_evals,
         )
         return step.x, new_state
 
-    def terminate(self, state):
-        if isinstance(state, _LBFGSBState):
-            return lbfgsb_terminate(state, self.gtol)
-        return gradient_terminate(state, self.gtol)
-
     def optimality_norm(self, state):
         if isinstance(state, _LBFGSBState):
-            return state.pg_norm  # max|P(x - g) - x|
+            return max_norm(state.pg)  # max|P(x - g) - x|
         return max_norm(state.g)
+
+    def relative_optimality(self, x, state):
+        if isinstance(state, _LBFGSBState):
+            return relative_optimality(state.pg, x)
+        return relative_optimality(state.g, x)
 
     def optimality_label(self, state):
         return "|pg|inf" if isinstance(state, _LBFGSBState) else "|g|inf"

@@ -16,14 +16,14 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from .._constraints import Constraints
-from .._misc import as_dtype, below_precision, eps, max_norm
-from .._solution import Status
+from .._misc import eps, max_norm
 from .._typing import Vector
 from ..linesearch import MoreThuente
 from ..linesearch._more_thuente import STPMAX, more_thuente_loop
 from ._base import AbstractState
 from ._cauchy import cauchy_point, compact, max_step, subspace_point
-from ._search import MAX_FLAT_STEPS, start_point
+from ._search import start_point
+from ._stopping import end_step, keep_reason, relative_optimality
 
 
 
@@ -31,7 +31,7 @@ class _LBFGSBState(AbstractState):
     # at the current iterate
     f: Scalar
     g: Vector
-    pg_norm: Scalar  # max|P(x - g) - x|
+    pg: Vector  # the projected gradient step P(x - g) - x
     # curvature memory: ring buffers (newest pair in row (k - 1) % m) and their inner
     # products sy[i, j] = s_i.y_j, ss[i, j] = s_i.s_j, updated one row at a time
     s_hist: Float[Array, "m n"]
@@ -43,28 +43,23 @@ class _LBFGSBState(AbstractState):
     first: Bool[Array, ""]  # no step taken yet
     flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     num_fun_evals: Int[Array, ""]
     num_hvp_evals: Int[Array, ""]
 
 
-def projected_gradient_norm(x: Vector, g: Vector, constraints: Constraints) -> Scalar:
-    """`max|P(x - g) - x|`, L-BFGS-B's optimality measure."""
-    return max_norm(constraints.project(x - g) - x)
-
-
 def lbfgsb_init(solver, fn, x, args, constraints: Constraints) -> _LBFGSBState:
-    f, g, status = start_point(fn, x, args)
+    f, g, reason = start_point(fn, x, args)
     m, n = solver.history_size, x.shape[0]
     zero = jnp.zeros((), x.dtype)
     return _LBFGSBState(
-        f=f, g=g, pg_norm=projected_gradient_norm(x, g, constraints),
+        f=f, g=g, pg=constraints.project(x - g) - x,
         s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
         sy=jnp.zeros((m, m), x.dtype), ss=jnp.zeros((m, m), x.dtype),
         k=jnp.array(0, jnp.int32), theta=jnp.ones((), x.dtype), first=jnp.array(True),
-        flat_steps=jnp.array(0, jnp.int32), status=status,
+        flat_steps=jnp.array(0, jnp.int32), reason=reason,
         alpha=zero, ls_evals=jnp.array(0, jnp.int32),
         num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
     )
@@ -110,27 +105,21 @@ def lbfgsb_step(solver, fn, x, state: _LBFGSBState, args, constraints: Constrain
     alpha, f_new = pick(ls.stx, ls.a), pick(ls.fx, ls.f)
     x_new, g_new, ok, n_evals = pick(ls.xx, ls.x), pick(ls.gx, ls.g), ls.converged, ls.n
 
-    # failure handling as in the unbounded solver (`_search.search_step`)
+    # how the step ended, as for the unbounded solvers (`_stopping.end_step`); a
+    # failure resets the memory and retries from the Cauchy step, unless it was one
     accept = descent & (ok | (f_new < f))
-    d_max, x_max = max_norm(d), max_norm(x)
-    f_flat = below_precision(f_new - f, f, x)
-    x_flat = max_norm(jnp.where(accept, x_new - x, 0.0)) <= 4 * eps(x) * x_max
-    at_precision = d_max <= 100 * eps(x) * x_max
-    predicted = -(gd + 0.5 * b.curvature(d))
-    lost = below_precision(predicted / 25, f, x) | at_precision
-    stagnated = (accept & f_flat) | (~accept & lost)
-    fail_status = jnp.where(
-        stagnated, Status.STAGNATED,
-        jnp.where(jnp.isfinite(f_new) | ~descent, Status.LINESEARCH_FAILED, Status.NONFINITE),
-    )
-    failed = ~accept | (f_flat & x_flat)
-    flat_steps = jnp.where(accept & f_flat, state.flat_steps + 1, 0)
-    # a failure resets the memory and retries from the Cauchy step, unless it was one
-    stop = (failed & ((k == 0) | at_precision)) | (flat_steps >= MAX_FLAT_STEPS)
-
     x_new = jnp.where(accept, x_new, x)
+    f_trial = jnp.where(descent, f_new, f)
     f_new = jnp.where(accept, f_new, f)
     g_new = jnp.where(accept, g_new, g)
+    pg = constraints.project(x_new - g_new) - x_new
+    end = end_step(
+        x=x, f=f, f_new=f_new, accepted=accept, moved=max_norm(x_new - x),
+        predicted=-(gd + 0.5 * b.curvature(d)), at_precision=max_norm(d) <= 100 * eps(x) * max_norm(x),
+        retry_possible=k > 0, trial_f=f_trial, optimality=relative_optimality(pg, x_new), flat_steps=state.flat_steps,
+        ftol=solver.tolerance_ftol(x),
+    )
+    failed = end.failed
     s, y = x_new - x, g_new - g
     sy_new, yy = jnp.dot(s, y), jnp.dot(y, y)
     # curvature test of L-BFGS-B: skip the pair unless s.y > eps (-g.s)
@@ -145,25 +134,17 @@ def lbfgsb_step(solver, fn, x, state: _LBFGSBState, args, constraints: Constrain
     new_theta = jnp.where(store, yy / jnp.where(store, sy_new, 1.0), theta)
     new_theta = jnp.where(failed, 1.0, new_theta).astype(x.dtype)
     new_state = _LBFGSBState(
-        f=f_new, g=g_new, pg_norm=projected_gradient_norm(x_new, g_new, constraints),
+        f=f_new, g=g_new, pg=pg,
         s_hist=s_hist, y_hist=y_hist, sy=sy_mat, ss=ss_mat,
         k=new_k, theta=new_theta, first=jnp.array(False),
-        flat_steps=flat_steps,
-        status=jnp.where(stop, fail_status, state.status).astype(jnp.int32),
+        flat_steps=end.flat_steps,
+        reason=keep_reason(state.reason, end.reason),
         alpha=alpha,
         ls_evals=n_evals,
         num_fun_evals=state.num_fun_evals + n_evals,
         num_hvp_evals=state.num_hvp_evals,
     )
     return x_new, new_state
-
-
-def lbfgsb_terminate(state: _LBFGSBState, gtol):
-    # (a finite f too: an objective NaN where its gradient is not, e.g. behind a
-    # `jnp.where`, is no solution)
-    converged = (state.pg_norm <= as_dtype(gtol, state.g)) & jnp.isfinite(state.f)
-    failed = state.status != Status.CONVERGED
-    return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
 
 
 def lbfgsb_implicit_system(x: Vector, state: _LBFGSBState, constraints: Constraints):

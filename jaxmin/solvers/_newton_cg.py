@@ -4,6 +4,8 @@ Notation: `x, f, g`; Hessian `H` seen only through products `H v`; Newton direct
 `p` from `H p = -g` solved inexactly by truncated CG; step `alpha`.
 """
 
+from typing import Optional
+
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
@@ -13,7 +15,8 @@ from .._typing import ScalarLike, Vector
 from ..linear import AbstractLinearSolver, TruncatedCG
 from ..linesearch import AbstractLineSearch, Backtracking
 from ._base import AbstractSolver, AbstractState
-from ._search import check_options, gradient_terminate, must_stop, search_step, start_point
+from ._search import check_options, search_step, start_point
+from ._stopping import keep_reason
 
 
 class _NewtonCGState(AbstractState):
@@ -23,7 +26,7 @@ class _NewtonCGState(AbstractState):
     steepest_next: Bool[Array, ""]  # the last Newton step failed: retry along -g
     flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     cg_steps: Int[Array, ""]  # Hessian-vector products of the last step
@@ -53,11 +56,13 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
     - `linear_solver`: a `jm.linear` solver for the Newton system.
     - `linesearch`: an `AbstractLineSearch`; Newton's unit step is tried first.
     - `gtol`: stop when `max|g| <= gtol`.
+    - `ftol`: relative-decrease test and precision level, as in `LBFGS`.
     """
 
     linear_solver: AbstractLinearSolver = TruncatedCG()
     linesearch: AbstractLineSearch = Backtracking()
     gtol: ScalarLike = 1e-5
+    ftol: Optional[ScalarLike] = None
 
     def __check_init__(self):
         check_options(self, self.gtol, self.linesearch)
@@ -65,11 +70,11 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
             raise TypeError("`NewtonCG(linear_solver=...)` must be a `jm.linear` solver.")
 
     def init(self, fn, x, args):
-        f, g, status = start_point(fn, x, args)
+        f, g, reason = start_point(fn, x, args)
         zero_i = jnp.array(0, jnp.int32)
         return _NewtonCGState(
             f=f, g=g, steepest_next=jnp.array(False), flat_steps=zero_i,
-            status=status, alpha=jnp.zeros((), x.dtype), ls_evals=zero_i, cg_steps=zero_i,
+            reason=reason, alpha=jnp.zeros((), x.dtype), ls_evals=zero_i, cg_steps=zero_i,
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=zero_i,
         )
 
@@ -92,18 +97,15 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
         p = jnp.where(newton, p, steepest)
         # the quadratic model's decrease at a CG iterate p is -g.p / 2
         predicted = jnp.where(newton, -0.5 * slope, jnp.inf)
-        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps)
-        stop = must_stop(step, retry_possible=newton)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
+                           retry_possible=newton, ftol=self.tolerance_ftol(x))
         new_state = _NewtonCGState(
             f=step.f, g=step.g,
             steepest_next=step.failed,
             flat_steps=step.flat_steps,
-            status=jnp.where(stop, step.status, state.status),
+            reason=keep_reason(state.reason, step.reason),
             alpha=step.alpha, ls_evals=step.ls_evals, cg_steps=cg_steps,
             num_fun_evals=state.num_fun_evals + linearised + step.ls_evals,
             num_hvp_evals=state.num_hvp_evals + cg_steps,
         )
         return step.x, new_state
-
-    def terminate(self, state):
-        return gradient_terminate(state, self.gtol)

@@ -4,6 +4,8 @@ Ilyas, Syrgkanis & Zeng 2018, "Training GANs with optimism").
 Notation: `x, f, g`; learning rate `alpha`; optimism `beta`; step counter `k` from 0.
 """
 
+from typing import Optional
+
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Int, Scalar
@@ -12,7 +14,7 @@ from .._typing import ScalarLike, Vector
 from ._base import AbstractSolver, AbstractState
 from ._gradient_descent import first_order_state, take_step
 from ._schedule import LearningRate, as_learning_rate, check_learning_rate, learning_rate_at
-from ._search import check_options, gradient_terminate
+from ._search import check_options
 
 
 class _OptimisticState(AbstractState):
@@ -22,7 +24,7 @@ class _OptimisticState(AbstractState):
     g_prev: Vector  # the gradient at the previous iterate (g itself before step 1)
     k: Int[Array, ""]  # steps taken: 0 before the first, which has no previous gradient
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     num_fun_evals: Int[Array, ""]
@@ -43,23 +45,28 @@ class OptimisticGradient(AbstractSolver[_OptimisticState]):
     characteristic polynomial): for minimisation, where the gradient field is
     symmetric, optimism narrows plain gradient descent's range `alpha lam < 2`; its
     gains are on rotational (min-max) fields. As in `GradientDescent`, a step to a
-    NaN/inf point is not taken and ends the solve with `NONFINITE`.
+    NaN/inf point is not taken and ends the solve `DIVERGED` (learning rate too large).
 
     **Arguments:**
 
     - `learning_rate`: `alpha`, a positive number, an array or a schedule `k -> alpha_k`.
     - `optimism`: `beta >= 0`, likewise (`beta = 0` is gradient descent).
     - `gtol`: stop when `max|g| <= gtol`.
+    - `ftol`: the precision level a stalled solve is judged by, as in `LBFGS`.
     """
 
     learning_rate: LearningRate = eqx.field(converter=as_learning_rate)
     optimism: LearningRate = eqx.field(converter=as_learning_rate)
     gtol: ScalarLike = 1e-5
+    ftol: Optional[ScalarLike] = None
 
     def __check_init__(self):
         check_learning_rate(self, "learning_rate", self.learning_rate)
         check_learning_rate(self, "optimism", self.optimism, allow_zero=True)
         check_options(self, self.gtol, None)
+
+    def fixed_step(self) -> bool:
+        return True
 
     def init(self, fn, x, args):
         fields = first_order_state(fn, x, args)
@@ -70,14 +77,11 @@ class OptimisticGradient(AbstractSolver[_OptimisticState]):
         beta = learning_rate_at(self.optimism, state.k, x)
         g = state.g
         d = jnp.where(state.k == 0, alpha * g, (alpha + beta) * g - beta * state.g_prev)
-        x_new, f, g_new, status = take_step(fn, args, x, state.f, g, x - d, state.status)
+        x_new, f, g_new, reason = take_step(fn, args, x, state.f, g, x - d, state.reason)
         one = jnp.array(1, jnp.int32)
         new_state = _OptimisticState(
-            f=f, g=g_new, g_prev=g, k=state.k + 1, status=status, alpha=alpha,
+            f=f, g=g_new, g_prev=g, k=state.k + 1, reason=reason, alpha=alpha,
             ls_evals=one, num_fun_evals=state.num_fun_evals + one,
             num_hvp_evals=state.num_hvp_evals,
         )
         return x_new, new_state
-
-    def terminate(self, state):
-        return gradient_terminate(state, self.gtol)

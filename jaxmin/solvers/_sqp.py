@@ -7,7 +7,7 @@ multipliers `lam_eq`, `lam_in >= 0` and `w = w_lower - w_upper` for the bounds, 
 step `p`; relaxation variable `delta`; merit penalty `nu`.
 """
 
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 import equinox as eqx
 import jax
@@ -18,13 +18,14 @@ from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from .._constraints import Constraints
 from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
-from .._solution import Status
+from .._solution import Reason
 from .._typing import ScalarLike, Vector
 from ..linear import Lineax
 from ..linesearch import Backtracking
 from ._base import AbstractSolver, AbstractState
 from ._lagrangian import damped_bfgs, lagrangian_hessian
 from ._qp import QP_SOLVED, solve_qp
+from ._stopping import keep_reason, stall_reason, start_reason, terminate
 
 _RHO_MAX = 1e10  # cap of the relaxation weight; INFEASIBLE needs delta = 1 at the cap
 _NU_MAX = 1e12  # cap of the merit penalty
@@ -67,7 +68,7 @@ class _SQPState(AbstractState):
     violation: Scalar
     flat_steps: Int[Array, ""]
     # bookkeeping
-    status: Int[Array, ""]
+    reason: Int[Array, ""]
     alpha: Scalar
     ls_evals: Int[Array, ""]
     num_fun_evals: Int[Array, ""]
@@ -268,6 +269,7 @@ class SQP(AbstractSolver[_SQPState]):
     linesearch: Backtracking = Backtracking(c1=1e-4, shrink=0.5, max_steps=30)
     gtol: ScalarLike = 1e-6
     ctol: ScalarLike = 1e-8
+    ftol: Optional[ScalarLike] = None
     exact_hessian: bool = eqx.field(default=False, static=True)
 
     takes_bounds: ClassVar[bool] = True
@@ -277,7 +279,7 @@ class SQP(AbstractSolver[_SQPState]):
         if not isinstance(self.linesearch, Backtracking):
             raise TypeError("`SQP(linesearch=...)` must be a `jm.linesearch.Backtracking`: "
                             "the merit function is not smooth, so Wolfe searches do not apply.")
-        for name in ("gtol", "ctol"):
+        for name in ("gtol", "ctol", "ftol"):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and value < 0:
                 raise ValueError(f"`SQP({name}=...)` must be non-negative.")
@@ -295,7 +297,7 @@ class SQP(AbstractSolver[_SQPState]):
             B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=zero, rho=jnp.array(10.0, x.dtype),
             delta=zero, kkt=jnp.array(jnp.inf, x.dtype),
             violation=violation_max(pt.c_eq, pt.c_in), flat_steps=i0,
-            status=jnp.where(finite, Status.CONVERGED, Status.NONFINITE).astype(jnp.int32),
+            reason=start_reason(finite),
             alpha=zero, ls_evals=i0, num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=i0,
         )
 
@@ -405,10 +407,13 @@ class SQP(AbstractSolver[_SQPState]):
         ls_failed = ~ok & ~done_here & (state.num_updates == 0)
         qp_failed = qp.status != QP_SOLVED
         infeasible = (viol > as_dtype(self.ctol, x)) & (delta >= 1 - 100 * jnp.sqrt(eps(x))) & (state.rho >= _RHO_MAX)
-        status = jnp.where(
-            infeasible, Status.INFEASIBLE,
-            jnp.where((ls_failed & lost) | (flat_steps >= 10), Status.STAGNATED,
-                      jnp.where(ls_failed | qp_failed, Status.LINESEARCH_FAILED, state.status)))
+        stuck = (ls_failed & lost) | (flat_steps >= 10)
+        stuck_reason = jnp.where(viol > as_dtype(self.ctol, x), Reason.CONSTRAINTS_STALLED,
+                                 stall_reason(kkt * jnp.maximum(max_norm(x_new), 1.0), new.f, self.tolerance_ftol(x)))
+        reason = jnp.where(
+            infeasible, Reason.INFEASIBLE,
+            jnp.where(stuck, stuck_reason,
+                      jnp.where(ls_failed | qp_failed, Reason.LINESEARCH, Reason.RUNNING)))
         rho = jnp.where(delta > 0.1, jnp.minimum(state.rho * 1e3, _RHO_MAX), state.rho)
         return x_new, _SQPState(
             f=new.f, g=new.g, c_eq=new.c_eq, J_eq=new.J_eq, c_in=new.c_in, J_in=new.J_in,
@@ -416,19 +421,20 @@ class SQP(AbstractSolver[_SQPState]):
             active_in=act_in, active_lower=act_lo, active_upper=act_up,
             B=B, num_updates=num_updates, nu=nu, rho=rho, delta=delta,
             kkt=kkt, violation=viol, flat_steps=flat_steps,
-            status=jnp.where(state.status == Status.CONVERGED, status, state.status).astype(jnp.int32),
+            reason=keep_reason(state.reason, reason),
             alpha=jnp.where(ok, alpha, 0.0), ls_evals=k,
             num_fun_evals=state.num_fun_evals + k, num_hvp_evals=num_hvp,
         )
 
-    def terminate(self, state):
-        converged = (state.kkt <= as_dtype(self.gtol, state.g)) & (
-            state.violation <= as_dtype(self.ctol, state.g))
-        failed = state.status != Status.CONVERGED
-        return converged | failed, jnp.where(converged, Status.CONVERGED, state.status)
+    def verdict(self, state):
+        feasible = state.violation <= as_dtype(self.ctol, state.g)
+        return terminate(state.kkt, state.f, state.reason, self.gtol, feasible)
 
     def optimality_norm(self, state):
         return state.kkt
+
+    def relative_optimality(self, x, state):
+        return state.kkt * jnp.maximum(max_norm(x), 1.0)
 
     def optimality_label(self, state):
         return "kkt"
