@@ -2,6 +2,7 @@
 
 from . import linear as linear
 from . import linesearch as linesearch
+from . import testing as testing
 from ._batch import minimize_batch as minimize_batch
 from ._constraints import Constraints as Constraints
 from ._minimize import minimize as minimize

@@ -31,23 +31,22 @@ def _print_progress(label, n, f, gnorm, alpha, ls_evals):
     )
 
 
-class _Watch:
-    """What the loop tracks across steps: the best f and optimality seen, and the
-    steps since either improved."""
+# at the step cap, this many steps without progress make the end a stall
+_RECENT = 10
 
-    @staticmethod
-    def start(f, opt):
-        return f, opt, opt, jnp.array(0, jnp.int32)
 
-    @staticmethod
-    def update(watch, f, opt, like):
-        best_f, best_opt, opt0, since = watch
-        finite = jnp.isfinite(f)
-        better_f = finite & (f < best_f - 4 * eps(like) * jnp.abs(best_f))
-        better_opt = opt < (1 - 4 * eps(like)) * best_opt
-        progress = better_f | better_opt
-        return (jnp.where(better_f, f, best_f), jnp.minimum(best_opt, opt), opt0,
-                jnp.where(progress, 0, since + 1))
+def _watch_start(f, opt):
+    """What the loop tracks across steps: `(best f, best optimality, optimality at x0,
+    steps since either improved beyond rounding)`."""
+    return f, opt, opt, jnp.array(0, jnp.int32)
+
+
+def _watch_update(watch, f, opt, like):
+    best_f, best_opt, opt0, since = watch
+    better_f = jnp.isfinite(f) & (f < best_f - 4 * eps(like) * jnp.abs(best_f))
+    better_opt = opt < (1 - 4 * eps(like)) * best_opt
+    return (jnp.where(better_f, f, best_f), jnp.minimum(best_opt, opt), opt0,
+            jnp.where(better_f | better_opt, 0, since + 1))
 
 
 def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None):
@@ -74,7 +73,7 @@ def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None)
                 state.alpha, state.ls_evals,
             )
         done, _ = solver.terminate(state)
-        watch = _Watch.update(watch, state.f, opt, x)
+        watch = _watch_update(watch, state.f, opt, x)
         return x, state, n, done | (n >= max_steps) | (watch[3] >= PATIENCE), watch
 
     extra = () if constraints is None else (constraints,)
@@ -82,7 +81,7 @@ def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None)
     done, _ = solver.terminate(state)
     n0 = jnp.array(0, jnp.int32)
     f0, opt0 = state.f, solver.optimality_norm(state)
-    start = (x0, state, n0, done | (max_steps <= 0), _Watch.start(f0, opt0))
+    start = (x0, state, n0, done | (max_steps <= 0), _watch_start(f0, opt0))
     x, state, n, _, watch = lax.while_loop(cond, body, start)
     reason = _final_reason(solver, state, x, x0, f0, watch, n)
     return x, state, n, status_of(reason), reason
@@ -90,14 +89,14 @@ def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None)
 
 def _final_reason(solver, state, x, x0, f0, watch, n):
     """The solver's own verdict; where it had none, a stall (no progress for
-    `PATIENCE` steps, or for the last steps before the cap) or `MAX_STEPS`; and
-    `DIVERGED` for a failure that ran off towards -inf."""
+    `PATIENCE` steps, or for the last `_RECENT` steps before the cap) or `MAX_STEPS`;
+    `DIVERGED` for a fixed step that stalled above its start (learning rate) and for a
+    failure that ran off towards -inf."""
     done, _, reason = solver.verdict(state)
     _, best_opt, opt0, since = watch
-    opt, f = solver.optimality_norm(state), state.f
-    stalled = since >= jnp.minimum(PATIENCE, 10)
-    relative = solver.relative_optimality(x, state)
-    cut = jnp.where(stalled, stall_reason(relative, f, solver.tolerance_ftol(x), Reason.HOVERING), Reason.MAX_STEPS)
+    f, relative = state.f, solver.relative_optimality(x, state)
+    hovered = stall_reason(relative, f, solver.tolerance_ftol(x), Reason.HOVERING)
+    cut = jnp.where(since >= _RECENT, hovered, Reason.MAX_STEPS)
     reason = jnp.where(done, reason, cut)
     if solver.fixed_step():
         # a fixed step that stalls above the start is too long

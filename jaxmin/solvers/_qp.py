@@ -67,8 +67,13 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     """Minimise `1/2 d.G d + a.d` subject to `C d = b` on the rows where `is_eq`,
     `C d >= b` on the others (Goldfarb & Idnani, 1983). `G` must be positive definite.
 
-    A row counts as violated when its residual exceeds `100 eps (1 + |b_i| +
-    |C_i| |d|)` (in `G`'s dtype). `max_steps` defaults to `3 (n + m) + 10`.
+    A row counts as violated when its residual exceeds `100 eps (|b_i| + sum_j |C_ij
+    d_j|)` (in `G`'s dtype): a hundred times the rounding error of computing the residual
+    `C_i.d - b_i` (Higham 2002, §3.1), so a row is never added for rounding alone, nor
+    is a real violation ignored however small the data (an absolute floor, e.g. `1 +`,
+    would pass every violation below `100 eps` as satisfied: the unconstrained step of a
+    float32 SQP near its solution, 1e-6 across a bound, would leave that bound inactive
+    and its multiplier 0). `max_steps` defaults to `3 (n + m) + 10`.
     """
     n, m = G.shape[0], C.shape[0]
     dtype = G.dtype
@@ -76,7 +81,7 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
         max_steps = 3 * (n + m) + 10
     valid = jnp.isfinite(b)
     b = jnp.where(valid, b, 0.0)
-    c_norm = jnp.max(jnp.abs(C), axis=1)
+    C_abs = jnp.abs(C)
     g_scale = jnp.max(jnp.abs(G))
     tiny = 1e3 * eps(G)
     # G^{-1} C^T and C G^{-1} C^T once: each iteration then solves only with the
@@ -92,7 +97,7 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     def violation(d, active):
         s = C @ d - b
         v = jnp.where(is_eq, jnp.abs(s), jnp.maximum(-s, 0.0))
-        tol = 100 * eps(G) * (1 + jnp.abs(b) + c_norm * jnp.max(jnp.abs(d)))
+        tol = 100 * eps(G) * (jnp.abs(b) + C_abs @ jnp.abs(d))
         return s, jnp.where(active | ~valid, 0.0, v - tol)
 
     def cond(carry):
@@ -151,7 +156,46 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     )
     d, lam, active, sign, _, status, k, _ = lax.while_loop(cond, body, init)
     lam = jnp.where(active, sign * lam, 0.0)
+    d, lam = _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq)
     return QPResult(d=d, lam=lam, active=active, status=status.astype(jnp.int32), num_steps=k)
+
+
+def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, passes: int = 2):
+    """Iterative refinement of `(d, lam)` on the final active set `A` (Wilkinson's
+    refinement, Higham 2002 ch. 12, applied to the equality-constrained QP of the
+    active set).
+
+    The dual iterations reach `d` as `-G^{-1} a` plus corrections, so its absolute
+    error is that of `G^{-1} a` (`eps |G^{-1} a|` times a condition number), however
+    small `d` itself is: an SQP subproblem near its solution has `|G^{-1} a|` of order 1
+    while `d` is tiny, and in float32 the active rows came out violated by ~1e-6, the
+    size of the constraint values the step was meant to remove. Each pass solves for
+    the correction from the residuals `r_d = G d + a - A^T lam` and `r_p = b_A - A d`
+    (both small and computed accurately):
+
+        (A G^{-1} A^T) mu = r_p + A G^{-1} r_d,   d += G^{-1} (A^T mu - r_d),   lam_A += mu
+
+    with the same Cholesky factor of `G` and one of the active block of `C G^{-1} C^T`.
+    Inequality multipliers are kept non-negative.
+    """
+    m = C.shape[0]
+    dtype = G.dtype
+    both = jnp.outer(active, active)
+    S = jnp.where(both, P, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0).astype(dtype))
+    S = S + 10 * eps(G) * jnp.max(jnp.abs(jnp.diag(S))) * jnp.eye(m, dtype=dtype)
+    LS = lax.linalg.cholesky(S)
+    for _ in range(passes):
+        r_d = G @ d + a - C.T @ lam
+        r_p = jnp.where(active, b - C @ d, 0.0)
+        Gi_rd = cho_solve(L, r_d)
+        mu = cho_solve(LS, jnp.where(active, r_p + C @ Gi_rd, 0.0))
+        mu = jnp.where(active, mu, 0.0)
+        d_new = d + GiC @ mu - Gi_rd
+        lam_new = lam + mu
+        lam_new = jnp.where(active & ~is_eq, jnp.maximum(lam_new, 0.0), lam_new)
+        good = jnp.all(jnp.isfinite(d_new)) & jnp.all(jnp.isfinite(lam_new))
+        d, lam = jnp.where(good, d_new, d), jnp.where(good, lam_new, lam)
+    return d, lam
 
 
 solve_qp_jit = jax.jit(solve_qp, static_argnames="max_steps")

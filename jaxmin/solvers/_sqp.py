@@ -25,10 +25,16 @@ from ..linesearch import Backtracking
 from ._base import AbstractSolver, AbstractState
 from ._lagrangian import damped_bfgs, lagrangian_hessian
 from ._qp import QP_SOLVED, solve_qp
-from ._stopping import keep_reason, stall_reason, start_reason, terminate
+from ._stopping import at_precision_level, keep_reason, stall_reason, start_reason, terminate
 
-_RHO_MAX = 1e10  # cap of the relaxation weight; INFEASIBLE needs delta = 1 at the cap
+_RHO_MAX = 1e10  # cap of the relaxation weight
 _NU_MAX = 1e12  # cap of the merit penalty
+# steps in a row with no progress (f, violation or KKT residual) after which SQP ends
+# the solve itself as a stall (the driver loop's `PATIENCE` is a last resort)
+SQP_PATIENCE = 20
+# the fraction of the best linearised violation reduction a step must achieve before
+# the feasibility step replaces it (Byrd, Nocedal & Waltz 2008, "steering" rule)
+_STEER = 0.1
 
 
 class _Point(eqx.Module):
@@ -67,6 +73,14 @@ class _SQPState(AbstractState):
     kkt: Scalar
     violation: Scalar
     flat_steps: Int[Array, ""]
+    # progress watch: the best f (at a violation no worse than the best), violation and
+    # KKT residual seen, and the steps since one improved
+    best_f: Scalar
+    best_violation: Scalar
+    best_kkt: Scalar
+    since: Int[Array, ""]
+    restored: Bool[Array, ""]  # the last step was a feasibility (restoration) step
+    unchanged: Bool[Array, ""]  # the last step changed the merit function within its rounding
     # bookkeeping
     reason: Int[Array, ""]
     alpha: Scalar
@@ -116,6 +130,82 @@ def violation_max(c_eq, c_in) -> Scalar:
     return jnp.maximum(max_norm(c_eq), max_norm(jnp.minimum(c_in, 0.0)))
 
 
+def constraint_scales(pt: _Point, x: Vector):
+    """The magnitude of each constraint's terms, `|c_i| + sum_j |J_ij x_j|` (exact for
+    a linear constraint at a feasible point, within a small factor for polynomial
+    ones): `eps` times it is the rounding error of `c_i(x)`, below which no solve can
+    drive a violation (Higham 2002, §3.1, for the error of a sum)."""
+    ax = jnp.abs(x)
+    return jnp.abs(pt.c_eq) + jnp.abs(pt.J_eq) @ ax, jnp.abs(pt.c_in) + jnp.abs(pt.J_in) @ ax
+
+
+def violation_floor(pt: _Point, x: Vector) -> Scalar:
+    """The violation that rounding alone leaves: `10 eps` times the scale of the
+    equalities and the violated inequalities (`constraint_scales`)."""
+    s_eq, s_in = constraint_scales(pt, x)
+    s_in = jnp.where(pt.c_in < 0, s_in, 0.0)
+    return 10 * eps(x) * jnp.maximum(max_norm(s_eq), max_norm(s_in))
+
+
+def merit_noise(pt: _Point, x: Vector, nu: Scalar) -> Scalar:
+    """The rounding error of the merit function `f + nu violation` at `x`: `eps` times
+    the magnitude of f's terms (`|f| + sum_j |g_j x_j|`, as for the constraints) plus
+    `nu` times the constraints' (`constraint_scales`)."""
+    s_eq, s_in = constraint_scales(pt, x)
+    f_scale = jnp.abs(pt.f) + jnp.sum(jnp.abs(pt.g * x))
+    return eps(x) * (f_scale + nu * (jnp.sum(s_eq) + jnp.sum(s_in)))
+
+
+def feasibility_step(pt: _Point, x: Vector, lower: Vector, upper: Vector, v0: Scalar):
+    """The step that best reduces the linearised l1 violation, and that reduction.
+
+    Solves the elastic (l1) feasibility QP, with the step measured relative to `x`
+    (`p = D q`, `D = diag(max(|x_i|, 1))`) and the violation relative to `v0`:
+
+        min_{q, u, v, t}  sum(u) + sum(v) + sum(t) + |q|^2 / 2 + gamma (|u|^2 + |v|^2 + |t|^2) / 2
+        s.t.  (c_eq + J_eq D q) / v0 = u - v,   (c_in + J_in D q) / v0 + t >= 0,
+              u, v, t >= 0,   lower - x <= D q <= upper - x,
+
+    the feasibility subproblem of Fletcher's Sl1QP and of SNOPT's elastic mode (Gill,
+    Murray & Saunders 2005, §6), proximal in `q` so that it is strictly convex (the
+    small `gamma = 0.01` keeps the slack block positive definite for the dual QP
+    solver). Unlike Powell's relaxation (one `delta` scaling every constraint), each
+    constraint has its own slack, so the step may trade one violation for another.
+
+    Returns `(p, reduction, ok)`: `reduction = v0 - ||linearised violation at p||_1`.
+    At a point where the violation decreases at rate `k v0` per unit relative step,
+    the proximal step gains `reduction ~ k^2 v0`; `reduction` near 0 certifies a
+    stationary point of the l1 violation (Byrd, Curtis & Nocedal 2010; Fletcher &
+    Leyffer 2002, feasibility restoration).
+    """
+    n, me, mi = x.shape[0], pt.c_eq.shape[0], pt.c_in.shape[0]
+    dtype = x.dtype
+    ms = 2 * me + mi
+    D = jnp.maximum(jnp.abs(x), 1.0)
+    scale = jnp.maximum(v0, jnp.finfo(dtype).tiny)
+    Je, Ji = pt.J_eq * D / scale, pt.J_in * D / scale
+    ce, ci = pt.c_eq / scale, pt.c_in / scale
+    G = jnp.diag(jnp.concatenate([jnp.ones(n, dtype), jnp.full(ms, 0.01, dtype)]))
+    a = jnp.concatenate([jnp.zeros(n, dtype), jnp.ones(ms, dtype)])
+    eye_e, eye_i = jnp.eye(me, dtype=dtype), jnp.eye(mi, dtype=dtype)
+    z = lambda r, c: jnp.zeros((r, c), dtype)
+    C = jnp.concatenate([
+        jnp.concatenate([Je, -eye_e, eye_e, z(me, mi)], axis=1),
+        jnp.concatenate([Ji, z(mi, 2 * me), eye_i], axis=1),
+        jnp.concatenate([z(ms, n), jnp.eye(ms, dtype=dtype)], axis=1),
+        jnp.concatenate([jnp.eye(n, dtype=dtype), z(n, ms)], axis=1),
+        jnp.concatenate([-jnp.eye(n, dtype=dtype), z(n, ms)], axis=1),
+    ])
+    b = jnp.concatenate([-ce, -ci, jnp.zeros(ms, dtype), (lower - x) / D, (x - upper) / D])
+    is_eq = jnp.arange(C.shape[0]) < me
+    qp = solve_qp(G, a, C, b, is_eq)
+    q = qp.d[:n]
+    model = jnp.sum(jnp.abs(ce + Je @ q)) + jnp.sum(jnp.maximum(-(ci + Ji @ q), 0.0))
+    p = D * q
+    ok = (qp.status == QP_SOLVED) & is_finite(p, model)
+    return jnp.where(ok, p, 0.0), jnp.where(ok, scale * (1.0 - model), 0.0), ok
+
+
 def kkt_residual(pt: _Point, lam_eq, lam_in, w, x, lower, upper) -> Scalar:
     """The KKT residual's infinity norm: stationarity of the Lagrangian
     `g - J_eq^T lam_eq - J_in^T lam_in - w`, and complementarity `lam_in * c_in`,
@@ -148,6 +238,11 @@ def relaxed_qp(pt: _Point, B, x, lower, upper, weight):
     zn = jnp.zeros((n, 1), dtype)
     # delta's curvature is that of B's scale: a large `weight` enters only the linear
     # term, keeping G well conditioned
+    # a relative ridge bounds G's condition number by ~1 / (100 eps), so that its
+    # Cholesky factor (and the dual QP built on it) stays accurate where damped BFGS has
+    # made B nearly singular: in float32 B's condition grows past 1 / eps within a few
+    # steps near a solution (the modified-Cholesky idea of N&W §3.4)
+    B = B + 100 * eps(B) * jnp.max(jnp.diag(B)) * eye
     G = jnp.block([[B, zn], [zn.T, jnp.maximum(1.0, jnp.max(jnp.diag(B))).reshape(1, 1)]])
     a = jnp.concatenate([pt.g, weight.reshape(1)])
     C = jnp.concatenate([
@@ -268,7 +363,7 @@ class SQP(AbstractSolver[_SQPState]):
 
     linesearch: Backtracking = Backtracking(c1=1e-4, shrink=0.5, max_steps=30)
     gtol: ScalarLike = 1e-6
-    ctol: ScalarLike = 1e-8
+    ctol: Optional[ScalarLike] = None
     ftol: Optional[ScalarLike] = None
     exact_hessian: bool = eqx.field(default=False, static=True)
 
@@ -284,11 +379,20 @@ class SQP(AbstractSolver[_SQPState]):
             if isinstance(value, (int, float)) and value < 0:
                 raise ValueError(f"`SQP({name}=...)` must be non-negative.")
 
+    def tolerance_ctol(self, like):
+        """`ctol` in `like`'s dtype; `None` means `max(1e-8, 10 eps)` of that dtype:
+        1e-8 in float64 (as before), 1.2e-6 in float32, where constraints of order-1
+        terms are resolved only to ~1e-7 and a tolerance of 1e-8 is never met."""
+        if self.ctol is None:
+            return jnp.asarray(max(1e-8, 10 * eps(like)), like.dtype)
+        return as_dtype(self.ctol, like)
+
     def init(self, fn, x, args, constraints=None):
         pt = evaluate(fn, constraints, x, args)
         n, me, mi = x.shape[0], pt.c_eq.shape[0], pt.c_in.shape[0]
         finite = is_finite(pt.f, pt.g, pt.c_eq, pt.J_eq, pt.c_in, pt.J_in)
         zero, i0 = jnp.zeros((), x.dtype), jnp.array(0, jnp.int32)
+        violation = violation_max(pt.c_eq, pt.c_in)
         return _SQPState(
             f=pt.f, g=pt.g, c_eq=pt.c_eq, J_eq=pt.J_eq, c_in=pt.c_in, J_in=pt.J_in,
             multipliers=(jnp.zeros(me, x.dtype), jnp.zeros(mi, x.dtype)), w=jnp.zeros(n, x.dtype),
@@ -296,7 +400,9 @@ class SQP(AbstractSolver[_SQPState]):
             active_upper=jnp.zeros(n, bool),
             B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=zero, rho=jnp.array(10.0, x.dtype),
             delta=zero, kkt=jnp.array(jnp.inf, x.dtype),
-            violation=violation_max(pt.c_eq, pt.c_in), flat_steps=i0,
+            violation=violation, flat_steps=i0,
+            best_f=pt.f, best_violation=violation, best_kkt=jnp.array(jnp.inf, x.dtype), since=i0,
+            restored=jnp.array(False), unchanged=jnp.array(False),
             reason=start_reason(finite),
             alpha=zero, ls_evals=i0, num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=i0,
         )
@@ -305,15 +411,23 @@ class SQP(AbstractSolver[_SQPState]):
         lower, upper = _bounds(constraints, x)
         pt = _Point(f=state.f, g=state.g, c_eq=state.c_eq, J_eq=state.J_eq, c_in=state.c_in, J_in=state.J_in)
         use_soc = pt.c_eq.shape[0] + pt.c_in.shape[0] > 0
+        ctol, ftol, gtol = self.tolerance_ctol(x), self.tolerance_ftol(x), as_dtype(self.gtol, x)
+        n = x.shape[0]
         v0 = violation_l1(pt.c_eq, pt.c_in)
+        viol0 = state.violation
         weight = state.rho * (1.0 + state.nu) * v0
         if self.exact_hessian:
             B0 = lagrangian_hessian(fn, constraints, x, args, *state.multipliers)
-            num_hvp = state.num_hvp_evals + x.shape[0]
+            num_hvp = state.num_hvp_evals + n
         else:
             B0, num_hvp = state.B, state.num_hvp_evals
         qp, p, delta, lam_eq, lam_in, w, act_in, act_lo, act_up = relaxed_qp(pt, B0, x, lower, upper, weight)
-        p = jnp.where(jnp.all(jnp.isfinite(p)), p, 0.0)
+        # a QP that failed (rounding, degenerate constraints) gives no step: the
+        # Hessian restarts from I, as after a failed line search
+        qp_ok = (qp.status == QP_SOLVED) & is_finite(qp.d, qp.lam)
+        p = jnp.where(qp_ok, p, 0.0)
+        delta = jnp.where(qp_ok, delta, 0.0)
+        lam_eq, lam_in, w = (jnp.where(qp_ok, v, 0.0) for v in (lam_eq, lam_in, w))
 
         # penalty parameter (N&W eq. 18.36, sigma = 1, rho = 0.5) and max|lam|
         reduction = v0 - violation_l1(pt.c_eq + pt.J_eq @ p, pt.c_in + pt.J_in @ p)
@@ -330,13 +444,54 @@ class SQP(AbstractSolver[_SQPState]):
         target = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam_max)
         nu = jnp.minimum(jnp.maximum(1.01 * target, 0.5 * (state.nu + target)), _NU_MAX)
         slope = jnp.minimum(gp - nu * reduction, 0.0)  # N&W eq. 18.29 (upper bound if delta > 0)
-        phi0 = pt.f + nu * v0
 
-        # the KKT test at x with the QP's multipliers: a solution is recognised here,
+        # the feasibility step, where the constraints are violated and the QP had to be
+        # relaxed (or failed, or the solve stalls): it certifies local infeasibility, or
+        # replaces a step that reduces the linearised violation by too little
+        stalled = state.since >= SQP_PATIENCE
+        need_f = (viol0 > ctol) & ((delta > _STEER) | ~qp_ok | stalled)
+        p_f, red_f, ok_f = lax.cond(
+            need_f, lambda: feasibility_step(pt, x, lower, upper, v0),
+            lambda: (jnp.zeros_like(x), jnp.zeros((), x.dtype), jnp.array(False)))
+        certified = need_f & ok_f & (red_f <= jnp.cbrt(ftol) ** 2 * v0)
+        restore = need_f & ok_f & ~certified & (~qp_ok | (reduction < _STEER * red_f))
+
+        # the tests at x with the QP's multipliers: a solution is recognised here,
         # without evaluating another trial point
-        kkt_here = kkt_residual(pt, lam_eq, lam_in, w, x, lower, upper)
-        done_here = ((kkt_here <= as_dtype(self.gtol, x)) & (state.violation <= as_dtype(self.ctol, x))
-                     & (qp.status == QP_SOLVED))
+        kkt_here = jnp.where(qp_ok, kkt_residual(pt, lam_eq, lam_in, w, x, lower, upper), state.kkt)
+        rel_here = kkt_here * jnp.maximum(max_norm(x), 1.0)
+        guard = at_precision_level(rel_here, pt.f, ftol)
+        at_floor = viol0 <= jnp.maximum(ctol, violation_floor(pt, x))
+        done_here = qp_ok & (kkt_here <= gtol) & (viol0 <= ctol)
+        # rounding of the merit function: of f, and of the constraints (times nu)
+        c_noise = merit_noise(eqx.tree_at(lambda q: (q.f, q.g), pt, (jnp.zeros_like(pt.f), jnp.zeros_like(pt.g))),
+                              x, jnp.ones((), x.dtype))
+        noise = merit_noise(pt, x, nu)
+        # converged to the attainable precision: feasible to rounding, the last step
+        # changed the merit function only within its rounding, the decrease the QP model
+        # still predicts is lost in it too, and the relative KKT residual passes the
+        # shared guard (`_stopping`: GMW's test U3 on the KKT residual)
+        precision_here = qp_ok & at_floor & state.unchanged & (-slope <= 4 * noise) & guard
+        stall_end = jnp.where(
+            viol0 > ctol,
+            jnp.where(certified, Reason.INFEASIBLE, jnp.where(at_floor & guard, Reason.PRECISION,
+                                                              Reason.CONSTRAINTS_STALLED)),
+            stall_reason(rel_here, pt.f, ftol, Reason.HOVERING))
+        reason_here = jnp.where(
+            done_here, Reason.RUNNING,
+            jnp.where(certified, Reason.INFEASIBLE,
+                      jnp.where(precision_here, Reason.PRECISION, jnp.where(stalled, stall_end, Reason.RUNNING))))
+        stop_here = done_here | certified | precision_here | stalled
+
+        # the line search: on the merit function along p, or on the violation alone
+        # along the feasibility step
+        d = jnp.where(restore, p_f, p)
+        f_weight = jnp.where(restore, 0.0, 1.0).astype(x.dtype)
+        nu_ls = jnp.where(restore, 1.0, nu).astype(x.dtype)
+        slope_ls = jnp.where(restore, -red_f, slope)
+        noise_ls = jnp.where(restore, c_noise, noise)
+        phi0 = f_weight * pt.f + nu_ls * v0
+        searchable = (qp_ok | restore) & ~stop_here
 
         c1, shrink = as_dtype(self.linesearch.c1, x), as_dtype(self.linesearch.shrink, x)
         max_ls = self.linesearch.max_steps + int(use_soc)
@@ -344,31 +499,36 @@ class SQP(AbstractSolver[_SQPState]):
         def next_alpha(a, phi_a):
             # backtracking by the minimiser of the quadratic through phi0, slope and
             # phi(a), safeguarded to [0.1 a, shrink a] (N&W §3.5)
-            curv = phi_a - phi0 - slope * a
-            quad = -slope * a * a / (2.0 * jnp.where(curv > 0, curv, 1.0))
+            curv = phi_a - phi0 - slope_ls * a
+            quad = -slope_ls * a * a / (2.0 * jnp.where(curv > 0, curv, 1.0))
             quad = jnp.where((curv > 0) & jnp.isfinite(phi_a), quad, shrink * a)
             return jnp.clip(quad, 0.1 * a, shrink * a)
 
         def trial(k, a_last, phi_last, first):
             # k = 0: full step; k = 1: second-order correction (when there are
-            # constraints); then backtracking along p
+            # constraints); then backtracking along d
             if use_soc:
-                soc = lax.cond(k == 1, lambda: second_order_correction(pt, first, act_in, act_lo, act_up),
+                soc = lax.cond((k == 1) & ~restore,
+                               lambda: second_order_correction(pt, first, act_in, act_lo, act_up),
                                lambda: jnp.zeros_like(x))
                 # a negligible correction (no constraint curvature at play) would repeat
                 # the full step: backtrack instead
-                is_soc = (k == 1) & (max_norm(soc) > 100 * eps(x) * max_norm(p))
+                is_soc = (k == 1) & ~restore & (max_norm(soc) > 100 * eps(x) * max_norm(d))
             else:
                 soc, is_soc = jnp.zeros_like(x), jnp.array(False)
             soc = jnp.where(is_soc, soc, 0.0)
-            alpha = jnp.where((k == 0) | is_soc, 1.0, next_alpha(a_last, phi_last)).astype(x.dtype)
-            x_try = jnp.clip(x + alpha * p + soc, lower, upper)
+            full = (k == 0) | is_soc
+            alpha = jnp.where(full, 1.0, next_alpha(a_last, phi_last)).astype(x.dtype)
+            x_try = jnp.clip(x + alpha * d + soc, lower, upper)
             q = evaluate(fn, constraints, x_try, args)
-            phi = q.f + nu * violation_l1(q.c_eq, q.c_in)
+            phi = f_weight * q.f + nu_ls * violation_l1(q.c_eq, q.c_in)
             finite = is_finite(phi, q.g, q.J_eq, q.J_in)
-            # (a change within phi's rounding noise passes: near a solution the model's
-            # decrease drowns in it, and a strict test would shrink alpha to nothing)
-            ok = finite & (phi <= phi0 + c1 * alpha * slope + 10 * eps(x) * jnp.abs(phi0))
+            # a full step whose change is within the merit function's rounding passes:
+            # near a solution the model's decrease drowns in it, and a strict test
+            # would shrink alpha to nothing. Shortened steps must decrease it: passing
+            # them on rounding lets the iterates drift uphill, a rounding error a step.
+            allow = jnp.where(full, 10 * noise_ls, 0.0)
+            ok = finite & (phi <= phi0 + c1 * alpha * slope_ls + allow)
             phi = jnp.where(finite, phi, jnp.inf)
             a_last = jnp.where(is_soc, a_last, alpha)
             phi_last = jnp.where(is_soc, phi_last, phi)
@@ -376,7 +536,7 @@ class SQP(AbstractSolver[_SQPState]):
 
         def cond(carry):
             k, *_, ok = carry
-            return ~ok & (k < max_ls) & ~done_here
+            return ~ok & (k < max_ls) & searchable
 
         def body(carry):
             k, _, _, _, _, first, a_last, phi_last, _ = carry
@@ -387,33 +547,59 @@ class SQP(AbstractSolver[_SQPState]):
         i0, one = jnp.array(0, jnp.int32), jnp.ones((), x.dtype)
         start = (i0, jnp.zeros((), x.dtype), x, pt, phi0, pt, one, phi0, jnp.array(False))
         k, alpha, x_try, q, phi, _, _, _, ok = lax.while_loop(cond, body, start)
+        ok = ok & searchable
 
         x_new = jnp.where(ok, x_try, x)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), q, pt)
-        # damped BFGS on the Lagrangian gradient with the new multipliers (N&W eq. 18.13)
+        # damped BFGS on the Lagrangian gradient with the new multipliers (N&W eq. 18.13),
+        # after a step along p; a feasibility step leaves B as it is
         s = x_new - x
         lam_eq_y, lam_in_y = jnp.where(relaxed, 0.0, lam_eq), jnp.where(relaxed, 0.0, lam_in)
         y = _lagrangian_grad(new, lam_eq_y, lam_in_y) - _lagrangian_grad(pt, lam_eq_y, lam_in_y)
         B, updated = damped_bfgs(state.B, s, y, state.num_updates == 0)
-        B = jnp.where(ok | done_here, B, jnp.eye(x.shape[0], dtype=x.dtype))  # failure: restart from I
-        num_updates = jnp.where(ok | done_here, state.num_updates + (ok & updated).astype(jnp.int32), 0)
+        # a step so short that y is rounding (every component within 100 eps of the
+        # magnitude of the Lagrangian gradient's terms there) carries no curvature:
+        # updating on it lets B's condition grow without bound (past 1e14 in float32
+        # within a few steps near a solution)
+        terms = lambda q: (jnp.abs(q.g) + jnp.abs(q.J_eq.T) @ jnp.abs(lam_eq_y)
+                           + jnp.abs(q.J_in.T) @ jnp.abs(lam_in_y))
+        y_noise = 100 * eps(x) * jnp.maximum(terms(new), terms(pt))
+        resolved = jnp.any(jnp.abs(y) > y_noise)
+        B = jnp.where(resolved, B, state.B)
+        updated = updated & resolved
+        normal = ok & ~restore
+        keep = stop_here | (ok & restore)
+        eye = jnp.eye(n, dtype=x.dtype)
+        B = jnp.where(normal, B, jnp.where(keep, state.B, eye))  # failure: restart from I
+        num_updates = jnp.where(normal, state.num_updates + updated.astype(jnp.int32),
+                                jnp.where(keep, state.num_updates, 0))
 
-        kkt = jnp.where(done_here, kkt_here, kkt_residual(new, lam_eq, lam_in, w, x_new, lower, upper))
+        kkt = jnp.where(stop_here, kkt_here, kkt_residual(new, lam_eq, lam_in, w, x_new, lower, upper))
         viol = violation_max(new.c_eq, new.c_in)
-        # failures: a line search that failed from B = I, stagnation, infeasibility
+        # failures: a search that failed from B = I (or along the feasibility step), a
+        # QP that failed from B = I, or steps that leave the merit function and x
+        # unchanged to rounding
         flat = ok & below_precision(phi - phi0, phi0, x) & (max_norm(s) <= 4 * eps(x) * max_norm(x))
         flat_steps = jnp.where(flat, state.flat_steps + 1, 0)
-        lost = below_precision(slope / 25, phi0, x) | (max_norm(p) <= 100 * eps(x) * max_norm(x))
-        ls_failed = ~ok & ~done_here & (state.num_updates == 0)
-        qp_failed = qp.status != QP_SOLVED
-        infeasible = (viol > as_dtype(self.ctol, x)) & (delta >= 1 - 100 * jnp.sqrt(eps(x))) & (state.rho >= _RHO_MAX)
-        stuck = (ls_failed & lost) | (flat_steps >= 10)
-        stuck_reason = jnp.where(viol > as_dtype(self.ctol, x), Reason.CONSTRAINTS_STALLED,
-                                 stall_reason(kkt * jnp.maximum(max_norm(x_new), 1.0), new.f, self.tolerance_ftol(x)))
+        failed = ~ok & ~stop_here & ((state.num_updates == 0) | restore)
+        lost = (-slope_ls <= 25 * noise_ls) | (max_norm(d) <= 100 * eps(x) * max_norm(x)) | ~qp_ok
+        fail_end = jnp.where(
+            viol0 > ctol,
+            jnp.where(at_floor & guard, Reason.PRECISION, Reason.CONSTRAINTS_STALLED),
+            jnp.where(lost, stall_reason(rel_here, pt.f, ftol), Reason.LINESEARCH))
         reason = jnp.where(
-            infeasible, Reason.INFEASIBLE,
-            jnp.where(stuck, stuck_reason,
-                      jnp.where(ls_failed | qp_failed, Reason.LINESEARCH, Reason.RUNNING)))
+            stop_here, reason_here,
+            jnp.where(failed | (flat_steps >= 10), fail_end, Reason.RUNNING))
+
+        # progress: the violation fell by 1% (while above ctol), f fell beyond rounding
+        # at a violation no worse than the best, or the KKT residual halved
+        better_viol = (state.best_violation > ctol) & (viol < 0.99 * state.best_violation)
+        better_f = (viol <= jnp.maximum(state.best_violation, ctol)) & (
+            new.f < state.best_f - 4 * eps(x) * jnp.abs(state.best_f))
+        better_kkt = kkt < 0.5 * state.best_kkt
+        progress = better_viol | better_f | better_kkt
+        best_f = jnp.where(better_viol | better_f, new.f, state.best_f)
+
         rho = jnp.where(delta > 0.1, jnp.minimum(state.rho * 1e3, _RHO_MAX), state.rho)
         return x_new, _SQPState(
             f=new.f, g=new.g, c_eq=new.c_eq, J_eq=new.J_eq, c_in=new.c_in, J_in=new.J_in,
@@ -421,20 +607,27 @@ class SQP(AbstractSolver[_SQPState]):
             active_in=act_in, active_lower=act_lo, active_upper=act_up,
             B=B, num_updates=num_updates, nu=nu, rho=rho, delta=delta,
             kkt=kkt, violation=viol, flat_steps=flat_steps,
+            best_f=best_f, best_violation=jnp.minimum(state.best_violation, viol),
+            best_kkt=jnp.minimum(state.best_kkt, kkt), since=jnp.where(progress, 0, state.since + 1),
+            restored=ok & restore,
+            unchanged=~ok | (jnp.abs(phi - phi0) <= 4 * noise_ls),
             reason=keep_reason(state.reason, reason),
             alpha=jnp.where(ok, alpha, 0.0), ls_evals=k,
             num_fun_evals=state.num_fun_evals + k, num_hvp_evals=num_hvp,
         )
 
     def verdict(self, state):
-        feasible = state.violation <= as_dtype(self.ctol, state.g)
+        feasible = state.violation <= self.tolerance_ctol(state.g)
         return terminate(state.kkt, state.f, state.reason, self.gtol, feasible)
 
     def optimality_norm(self, state):
         return state.kkt
 
     def relative_optimality(self, x, state):
-        return state.kkt * jnp.maximum(max_norm(x), 1.0)
+        # an iterate that violates the constraints beyond `ctol` is no solution, however
+        # small its KKT residual: infinite, so that a stall there is never PRECISION
+        rel = state.kkt * jnp.maximum(max_norm(x), 1.0)
+        return jnp.where(state.violation <= self.tolerance_ctol(x), rel, jnp.inf)
 
     def optimality_label(self, state):
         return "kkt"

@@ -26,6 +26,16 @@ whose f stops decreasing while the guard fails is a failure, `STAGNATED` (or
 `LINESEARCH_FAILED`, where the decrease the model predicted stood well above f's
 rounding: a wrong gradient or a kink, not precision).
 
+How the peers decide, for comparison: MINPACK's `lmder` stops on relative tests of the
+decrease of f (`ftol`), of the step (`xtol`) and of the gradient's angle (`gtol`), and
+reports "ftol/xtol too small, no further reduction possible" as a separate outcome;
+L-BFGS-B declares convergence on its `factr` test alone; IPOPT accepts a looser
+"acceptable" tolerance after 15 consecutive acceptable iterates; Optimistix's Cauchy
+termination declares success when both the step and the change of f are within
+`atol + rtol * |.|`. The decrease tests alone call slow progress convergence (as measured
+for issue 12 on the MGH table in float32: SciPy L-BFGS-B 9 false successes, Optimistix 11), hence
+the relative-gradient guard here.
+
 The driver loop (`jaxmin._loop`) adds what needs the whole history: a solve that makes
 no progress for `PATIENCE` steps ends as a stall (judged by the same guard), and one
 whose f falls to -inf or whose iterates grow without bound ends `DIVERGED`.
