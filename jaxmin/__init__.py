@@ -9,6 +9,7 @@ from ._minimize import minimize as minimize
 from ._solution import Solution as Solution
 from ._solution import Reason as Reason
 from ._solution import Status as Status
+from .solvers import BFGS as BFGS
 from .solvers import LBFGS as LBFGS
 from .solvers import NewtonCG as NewtonCG
 from .solvers import AbstractSolver as AbstractSolver

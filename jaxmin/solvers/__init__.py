@@ -2,6 +2,7 @@
 
 from ._base import AbstractSolver as AbstractSolver
 from ._base import AbstractState as AbstractState
+from ._bfgs import BFGS as BFGS
 from ._lbfgs import LBFGS as LBFGS
 from ._lbfgs import two_loop as two_loop
 from ._newton_cg import NewtonCG as NewtonCG

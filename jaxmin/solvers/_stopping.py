@@ -147,10 +147,13 @@ def end_step(
     # least 1: GMW's 1 + |f|) is precision, not the search (a margin of 25: a decrease
     # must stand out of f's noise to pass a sufficient-decrease test)
     lost = (jnp.abs(predicted) / 25 <= 4 * eps(x) * jnp.maximum(jnp.abs(f), 1.0)) | at_precision | accepted
+    # (a search that fails where the relative gradient is at the precision level is
+    # rounding at a solution too, not a kink or a wrong gradient)
+    searched = jnp.where(jnp.isfinite(trial_f), stall_reason(optimality, f_new, ftol, Reason.LINESEARCH),
+                         Reason.NONFINITE_STEP)
     fail = jnp.where(
         trial_f == -jnp.inf, Reason.UNBOUNDED,
-        jnp.where(lost, stall_reason(optimality, f_new, ftol),
-                  jnp.where(jnp.isfinite(trial_f), Reason.LINESEARCH, Reason.NONFINITE_STEP)))
+        jnp.where(lost, stall_reason(optimality, f_new, ftol), searched))
     small_decrease = accepted & (f - f_new <= ftol * jnp.maximum(jnp.abs(f), jnp.abs(f_new)))
     ftol_met = small_decrease & at_precision_level(optimality, f_new, ftol)
     reason = jnp.where(stop, fail, jnp.where(ftol_met, Reason.FTOL, Reason.RUNNING))
