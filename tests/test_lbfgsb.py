@@ -208,6 +208,10 @@ def test_random_box_qp_kkt_and_scipy(seed, kinds):
                       bounds=(jnp.asarray(lo), jnp.asarray(up)))
     assert sol.status == jm.Status.CONVERGED, sol.message
     _assert_kkt(sol.x, sol.grad, lo, up, QTOL)
+    # the same conditions, and second order, by the library's independent certificate
+    report = jm.testing.check_optimality(_quadratic, sol, args=(Q, c), bounds=(jnp.asarray(lo), jnp.asarray(up)),
+                                         atol=QTOL)
+    assert report, report.why
     np.testing.assert_array_equal(np.asarray(sol.x)[kinds == "fixed"], lo[kinds == "fixed"])
     ref = _scipy(lambda x: _quadratic(x, Q, c), np.zeros(N), lo, up, gtol=1e-10)
     # |x - x*| <= |pg| / lambda_min(Q), lambda_min >= 0.1

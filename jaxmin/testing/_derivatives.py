@@ -77,7 +77,8 @@ def check_derivatives(
       under `jax.vmap` (one batched call for all difference points) and `jax.jit`.
     - `theta`: a pytree of floating arrays.
     - `directions`: a number of random directions (unit infinity norm, from `key`,
-      default `jax.random.key(0)`), or a sequence of pytrees shaped like `theta`.
+      default `jax.random.key(0)`; at most the size of `theta`), or a sequence of
+      pytrees shaped like `theta`.
     - `rtol`, `atol`: a direction passes when the discrepancy is at most `atol + 3
       max(fd_error) + rtol max(|jvp|, |fd|)`; `rtol` defaults to `eps^(1/4)` of
       theta's dtype (1.2e-4 in float64, 1.9e-2 in float32).
@@ -99,7 +100,8 @@ def check_derivatives(
     key = jr.key(0) if key is None else key
     v_key, u_key = jr.split(key)
     if isinstance(directions, int):
-        V = random_directions(v_key, directions, theta_flat.shape[0], dtype)
+        # (a scalar theta has one direction)
+        V = random_directions(v_key, min(directions, theta_flat.shape[0]), theta_flat.shape[0], dtype)
     else:
         V = jnp.stack([ravel_pytree(jax.tree.map(jnp.asarray, v))[0].astype(dtype) for v in directions])
     if step is None:

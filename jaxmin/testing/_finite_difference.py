@@ -43,3 +43,21 @@ def differences(values: Float[Array, "4k m"], h):
 def evaluate(fn, points):
     """`fn` at every row of `points`, batched with `vmap`."""
     return jax.vmap(fn)(points)
+
+
+def gradient_noise(grad_fn, x: Vector, lower: Vector, upper: Vector, key, samples: int = 4):
+    """How much `grad_fn` moves when `x` moves by a few units in its last place:
+    `max_j |g(x + delta_j) - g(x)|` with `delta_j` random signs times `4 eps
+    max(|x_i|, 1)`, elementwise, shape `(n,)`.
+
+    A computed gradient cannot be trusted below this level: it is the gradient's
+    rounding noise plus its change across the rounding of x (after the computational
+    noise estimates of Moré & Wild, "Estimating computational noise", SIAM J. Sci.
+    Comput. 33(3), 2011, applied to the gradient). Points stay inside the bounds.
+    """
+    eps = jnp.finfo(x.dtype).eps
+    signs = jr.rademacher(key, (samples, x.shape[0]), x.dtype)
+    points = jnp.clip(x[None, :] + 4.0 * eps * jnp.maximum(jnp.abs(x), 1.0)[None, :] * signs,
+                      lower[None, :], upper[None, :])
+    g0 = grad_fn(x)
+    return jnp.max(jnp.abs(jax.vmap(grad_fn)(points) - g0[None, :]), axis=0)

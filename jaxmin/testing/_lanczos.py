@@ -1,31 +1,24 @@
-"""`smallest_eigenvalue`: the extreme Ritz values of a symmetric operator by Lanczos.
+"""The extreme eigenvalues of a symmetric operator given by matrix-vector products, by
+the Lanczos iteration.
 
-Golub & Van Loan, *Matrix Computations*, 4th ed., Alg. 10.1.1 (the Lanczos iteration)
-with full reorthogonalisation (§10.3.1), applied twice per step ("twice is enough",
-Parlett, *The Symmetric Eigenvalue Problem*, §6.9). Only matrix-vector products are
-used: for a Hessian, `k` Hessian-vector products and `O(k n)` memory, never `n x n`.
+Golub & Van Loan, *Matrix Computations*, 4th ed., Alg. 10.1.1 with full
+reorthogonalisation (§10.3.1), applied twice per step ("twice is enough", Parlett, *The
+Symmetric Eigenvalue Problem*, §6.9). For a Hessian: `k` Hessian-vector products,
+`O(k n)` memory and `O(k^2 n)` work, never `n x n`.
 """
 
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from .._typing import Vector
 
 
-def smallest_eigenvalue(
-    matvec, v0: Vector, steps: int
-) -> tuple[Float[Array, ""], Float[Array, ""], Int[Array, ""]]:
-    """The smallest and largest Ritz values of the symmetric `matvec` on the Krylov
-    space `span{v0, A v0, ..., A^(k-1) v0}`, and the dimension `k <= steps` reached.
-
-    The smallest Ritz value is an upper bound on the smallest eigenvalue restricted to
-    that Krylov space and converges to it first (Kaniel-Paige theory, Golub & Van Loan
-    Thm. 10.1.2); with `steps >= dim`, it is exact to rounding. The iteration stops
-    early (`k < steps`) when the Krylov space becomes invariant. `v0 = 0` (an empty
-    subspace) gives `(inf, -inf, 0)`. Works under `jit` and `vmap`.
-    """
+def lanczos(matvec, v0: Vector, steps: int):
+    """`(alpha, beta, valid)`: the tridiagonal `T` of `steps` Lanczos steps from `v0`
+    (diagonal `alpha`, off-diagonal `beta[:-1]`) and which steps are valid (the
+    iteration stops early when the Krylov space becomes invariant)."""
     n = v0.shape[0]
     dtype = v0.dtype
     tol = jnp.sqrt(jnp.finfo(dtype).eps)
@@ -57,14 +50,31 @@ def smallest_eigenvalue(
         jnp.zeros(steps, bool), q0, alive0, jnp.zeros((), dtype),
     )
     _, alpha, beta, valid, _, _, _ = lax.fori_loop(0, steps, body, init)
-    # Steps after a breakdown become decoupled diagonal entries above every Ritz value
-    # (Gershgorin), so they change neither extreme of the valid leading block.
+    return alpha, beta, valid
+
+
+def _padded(alpha, beta, valid: Bool[Array, " k"]):
+    """T with the steps after a breakdown as decoupled diagonal entries above every
+    Ritz value (Gershgorin), so they change neither extreme of the valid block."""
     big = jnp.max(jnp.abs(alpha)) + 2.0 * jnp.max(beta) + 1.0
-    T = jnp.diag(jnp.where(valid, alpha, big)) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    ritz = jnp.linalg.eigvalsh(T)
-    k = jnp.sum(valid)
-    top = jnp.max(jnp.where(jnp.arange(steps) < k, ritz, -jnp.inf))
+    return jnp.diag(jnp.where(valid, alpha, big)) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+
+
+def ritz_values(alpha, beta, valid) -> tuple[Float[Array, ""], Float[Array, ""], Int[Array, ""]]:
+    """The smallest and largest Ritz values and the Krylov dimension `k`; `(inf, -inf,
+    0)` for an empty Krylov space. The smallest is an upper bound on the operator's
+    smallest eigenvalue on the Krylov space's invariant hull and converges to it first
+    (Kaniel-Paige theory, Golub & Van Loan Thm. 10.1.2); exact once `k` reaches the
+    dimension."""
+    ritz = jnp.linalg.eigvalsh(_padded(alpha, beta, valid))
+    k = jnp.sum(valid, dtype=jnp.int32)
+    top = jnp.max(jnp.where(jnp.arange(valid.shape[0], dtype=jnp.int32) < k, ritz, -jnp.inf))
     return jnp.where(k > 0, ritz[0], jnp.inf), top, k
+
+
+def smallest_eigenvalue(matvec, v0: Vector, steps: int):
+    """`ritz_values` of `steps` Lanczos steps from `v0`: `(smallest, largest, k)`."""
+    return ritz_values(*lanczos(matvec, v0, steps))
 
 
 def hessian_vector_product(grad_fn, x: Vector):
