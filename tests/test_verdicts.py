@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 import jaxmin as jm
-from problems import PROBLEMS, by_name
-
-# Graded to float32 accuracy: |f - f*| <= 1e-5 max(1, |f*|) for f* or a published
-# local optimum.
-def _reached(problem, f) -> bool:
-    return any(abs(f - t) <= 1e-5 * max(1.0, abs(t)) for t in (problem.f_star, *problem.f_alternatives))
-
+import verdict_table
+from problems import by_name
 
 # Wrong verdicts measured with default settings (the stopping rules of
 # `jaxmin/solvers/_stopping.py`), each a known limit of first-order certificates:
@@ -27,21 +22,11 @@ KNOWN_FALSE_SUCCESSES = {
     "LBFGS": {"wood", "osborne1"},
     "NewtonCG": {"wood", "powell_badly_scaled"},
 }
-SOLVERS = {"LBFGS": jm.LBFGS(), "NewtonCG": jm.NewtonCG()}
 
 
-def _verdicts(name, dtype):
-    solver = SOLVERS[name]
-    out = {}
-    for p in PROBLEMS:
-        sol = jm.minimize(p.fn, jnp.asarray(p.x0, dtype), solver, args=p.args, max_steps=1000)
-        out[p.name] = (_reached(p, float(sol.fun)), bool(sol.success), jm.Status(int(sol.status)))
-    return out
-
-
-@pytest.mark.parametrize("name", list(SOLVERS))
+@pytest.mark.parametrize("name", ["LBFGS", "NewtonCG"])
 def test_float32_mgh_verdicts(name):
-    verdicts = _verdicts(name, jnp.float32)
+    verdicts = verdict_table.verdicts(name)
     false_failures = sorted(p for p, (reached, ok, _) in verdicts.items() if reached and not ok)
     false_successes = {p for p, (reached, ok, _) in verdicts.items() if ok and not reached}
     assert len(false_failures) <= 1, false_failures
