@@ -37,9 +37,7 @@ def distance(x, y) -> float:
 def solve_sqp(problem):
     """SQP to `gtol = 1e-10`: the certificate's default `rtol` is sqrt(eps) = 1.5e-8,
     tighter than SQP's default `gtol`."""
-    # allow rank promotion: SQP's feasibility step broadcasts `J * D` ((m, n) by (n,))
-    with jax.numpy_rank_promotion("allow"):
-        return problem.minimize(jm.SQP(gtol=1e-10))
+    return problem.minimize(jm.SQP(gtol=1e-10))
 
 
 # --- the known solutions are solutions ------------------------------------------------

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
 
-from .._misc import eps
+from .._misc import eps, max_norm
 from .._typing import Vector
 
 QP_SOLVED = 0
@@ -67,13 +67,16 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     """Minimise `1/2 d.G d + a.d` subject to `C d = b` on the rows where `is_eq`,
     `C d >= b` on the others (Goldfarb & Idnani, 1983). `G` must be positive definite.
 
-    A row counts as violated when its residual exceeds `100 eps (|b_i| + sum_j |C_ij
-    d_j|)` (in `G`'s dtype): a hundred times the rounding error of computing the residual
-    `C_i.d - b_i` (Higham 2002, §3.1), so a row is never added for rounding alone, nor
-    is a real violation ignored however small the data (an absolute floor, e.g. `1 +`,
-    would pass every violation below `100 eps` as satisfied: the unconstrained step of a
-    float32 SQP near its solution, 1e-6 across a bound, would leave that bound inactive
-    and its multiplier 0). `max_steps` defaults to `3 (n + m) + 10`.
+    A row counts as violated when its residual exceeds `100 eps (|b_i| + sum_j |C_ij|
+    (|d_j| + |d0_j|))` (in `G`'s dtype), `d0 = -G^{-1} a` the point the dual iterations
+    start from: a hundred times the rounding error of the residual `C_i.d - b_i`, `d`
+    included, which carries the rounding of the terms it was summed from (Higham 2002,
+    §3.1). So a row is never added for rounding alone (which, for a row dependent on
+    the active ones, would end the solve as infeasible), and no absolute floor hides a
+    real violation where the data are small (a floor `100 eps` would pass the step of a
+    float32 SQP near its solution, 1e-6 across a bound, as feasible, leaving the bound
+    inactive and its multiplier 0). The final active set's solution is then refined
+    (`_refine`). `max_steps` defaults to `3 (n + m) + 10`.
     """
     n, m = G.shape[0], C.shape[0]
     dtype = G.dtype
@@ -94,18 +97,18 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
         zero = jnp.array(0, jnp.int32)
         return QPResult(d=d0, lam=jnp.zeros(0, dtype), active=jnp.zeros(0, bool), status=zero, num_steps=zero)
 
-    def violation(d, active):
+    def violation(d, d_ref, active):
         s = C @ d - b
         v = jnp.where(is_eq, jnp.abs(s), jnp.maximum(-s, 0.0))
-        tol = 100 * eps(G) * (jnp.abs(b) + C_abs @ jnp.abs(d))
+        tol = 100 * eps(G) * (jnp.abs(b) + C_abs @ (jnp.abs(d) + jnp.abs(d_ref)))
         return s, jnp.where(active | ~valid, 0.0, v - tol)
 
     def cond(carry):
         return ~carry[-1]
 
     def body(carry):
-        d, lam, active, sign, p, status, k, done = carry
-        s, v = violation(d, active)
+        d, d_ref, lam, active, sign, p, status, k, done = carry
+        s, v = violation(d, d_ref, active)
         # choose the most violated constraint when none is being added
         q = jnp.argmax(v).astype(jnp.int32)
         choose = p < 0
@@ -125,7 +128,12 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
         r = jnp.where(active, r, 0.0)
         z = GiC[:, p] * sign[p] - GiC @ (sign * r)
         curvature = Ps[p, p] - jnp.dot(Ps[p], r)
-        dependent = curvature <= tiny * jnp.dot(n_p, n_p) / jnp.maximum(g_scale, tiny)
+        # n_p is dependent on the active rows where adding it leaves no curvature, or
+        # where n rows are active already (n independent rows fix d: a further one is
+        # dependent whatever rounding makes of its curvature, e.g. in float32 with an
+        # ill-conditioned G)
+        full_rank = jnp.sum(active) >= n
+        dependent = (curvature <= tiny * jnp.dot(n_p, n_p) / jnp.maximum(g_scale, tiny)) | full_rank
         t1 = jnp.where(dependent, jnp.inf, -s_p / jnp.where(dependent, 1.0, curvature))
         droppable = active & ~is_eq & (r > 0)
         ratios = jnp.where(droppable, lam / jnp.where(droppable, r, 1.0), jnp.inf)
@@ -147,20 +155,20 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
         k = k + go.astype(jnp.int32)
         status = jnp.where(infeasible, QP_INFEASIBLE, jnp.where(go & (k >= max_steps), QP_MAX_STEPS, status))
         done = finished | infeasible | (k >= max_steps)
-        return d, lam, active, sign, p, status, k, done
+        return d, d_ref, lam, active, sign, p, status, k, done
 
     init = (
-        d0, jnp.zeros(m, dtype), jnp.zeros(m, bool), jnp.ones(m, dtype),
+        d0, d0, jnp.zeros(m, dtype), jnp.zeros(m, bool), jnp.ones(m, dtype),
         jnp.array(-1, jnp.int32), jnp.array(QP_SOLVED, jnp.int32), jnp.array(0, jnp.int32),
         jnp.array(False),
     )
-    d, lam, active, sign, _, status, k, _ = lax.while_loop(cond, body, init)
+    d, _, lam, active, sign, _, status, k, _ = lax.while_loop(cond, body, init)
     lam = jnp.where(active, sign * lam, 0.0)
     d, lam = _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq)
     return QPResult(d=d, lam=lam, active=active, status=status.astype(jnp.int32), num_steps=k)
 
 
-def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, passes: int = 2):
+def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, max_passes: int = 10):
     """Iterative refinement of `(d, lam)` on the final active set `A` (Wilkinson's
     refinement, Higham 2002 ch. 12, applied to the equality-constrained QP of the
     active set).
@@ -176,7 +184,9 @@ def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, passes: int = 2):
         (A G^{-1} A^T) mu = r_p + A G^{-1} r_d,   d += G^{-1} (A^T mu - r_d),   lam_A += mu
 
     with the same Cholesky factor of `G` and one of the active block of `C G^{-1} C^T`.
-    Inequality multipliers are kept non-negative.
+    Each pass contracts the error by about `cond(G) eps`, so where `G` is
+    ill-conditioned several are needed: passes go on while the scaled residual
+    shrinks, at most `max_passes`. Inequality multipliers are kept non-negative.
     """
     m = C.shape[0]
     dtype = G.dtype
@@ -184,18 +194,37 @@ def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, passes: int = 2):
     S = jnp.where(both, P, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0).astype(dtype))
     S = S + 10 * eps(G) * jnp.max(jnp.abs(jnp.diag(S))) * jnp.eye(m, dtype=dtype)
     LS = lax.linalg.cholesky(S)
-    for _ in range(passes):
+    C_abs, G_abs = jnp.abs(C), jnp.abs(G)
+
+    # the residuals' rounding levels at the start: the magnitude of their terms
+    r_scale_d = jnp.max(G_abs @ jnp.abs(d) + jnp.abs(a) + C_abs.T @ jnp.abs(lam))
+    r_scale_p = jnp.max(jnp.where(active, jnp.abs(b) + C_abs @ jnp.abs(d), 0.0), initial=0.0)
+    tiny = jnp.finfo(dtype).tiny
+
+    def residual(d, lam):
         r_d = G @ d + a - C.T @ lam
         r_p = jnp.where(active, b - C @ d, 0.0)
+        size = jnp.maximum(max_norm(r_d) / jnp.maximum(r_scale_d, tiny), max_norm(r_p) / jnp.maximum(r_scale_p, tiny))
+        return r_d, r_p, size
+
+    def cond(carry):
+        k, _, _, _, _, _, improved = carry
+        return (k < max_passes) & improved
+
+    def body(carry):
+        k, d, lam, r_d, r_p, size, _ = carry
         Gi_rd = cho_solve(L, r_d)
-        mu = cho_solve(LS, jnp.where(active, r_p + C @ Gi_rd, 0.0))
-        mu = jnp.where(active, mu, 0.0)
+        mu = jnp.where(active, cho_solve(LS, jnp.where(active, r_p + C @ Gi_rd, 0.0)), 0.0)
         d_new = d + GiC @ mu - Gi_rd
         lam_new = lam + mu
         lam_new = jnp.where(active & ~is_eq, jnp.maximum(lam_new, 0.0), lam_new)
-        good = jnp.all(jnp.isfinite(d_new)) & jnp.all(jnp.isfinite(lam_new))
-        d, lam = jnp.where(good, d_new, d), jnp.where(good, lam_new, lam)
+        r_d_new, r_p_new, size_new = residual(d_new, lam_new)
+        improved = jnp.isfinite(size_new) & (size_new < size)
+        keep = lambda new, old: jnp.where(improved, new, old)
+        return (k + 1, keep(d_new, d), keep(lam_new, lam), keep(r_d_new, r_d), keep(r_p_new, r_p),
+                keep(size_new, size), improved)
+
+    r_d, r_p, size = residual(d, lam)
+    start = (jnp.array(0, jnp.int32), d, lam, r_d, r_p, size, jnp.isfinite(size) & (size > eps(G)))
+    _, d, lam, *_ = lax.while_loop(cond, body, start)
     return d, lam
-
-
-solve_qp_jit = jax.jit(solve_qp, static_argnames="max_steps")

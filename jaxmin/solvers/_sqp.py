@@ -79,8 +79,14 @@ class _SQPState(AbstractState):
     best_violation: Scalar
     best_kkt: Scalar
     since: Int[Array, ""]
-    restored: Bool[Array, ""]  # the last step was a feasibility (restoration) step
+    restore_next: Bool[Array, ""]  # the next step is to be a feasibility (restoration) step
     unchanged: Bool[Array, ""]  # the last step changed the merit function within its rounding
+    certified: Bool[Array, ""]  # x is (was) a stationary point of the violation above ctol
+    damping: Scalar  # the feasibility step's Levenberg-Marquardt parameter (relative)
+    restoring: Bool[Array, ""]  # in the restoration phase, entered at squared violation v2_entry
+    v2_entry: Scalar
+    v2_cap: Scalar  # the squared violation where restoration last ended: steps stay below
+    best_v2: Scalar
     # bookkeeping
     reason: Int[Array, ""]
     alpha: Scalar
@@ -156,54 +162,69 @@ def merit_noise(pt: _Point, x: Vector, nu: Scalar) -> Scalar:
     return eps(x) * (f_scale + nu * (jnp.sum(s_eq) + jnp.sum(s_in)))
 
 
-def feasibility_step(pt: _Point, x: Vector, lower: Vector, upper: Vector, v0: Scalar):
-    """The step that best reduces the linearised l1 violation, and that reduction.
+def _violated(pt: _Point):
+    """The violated constraint values and their Jacobian rows: the equalities, and the
+    inequalities below 0 (0 elsewhere)."""
+    below = pt.c_in < 0
+    c_v = jnp.concatenate([pt.c_eq, jnp.where(below, pt.c_in, 0.0)])
+    J_v = jnp.concatenate([pt.J_eq, jnp.where(below[:, None], pt.J_in, 0.0)])
+    return c_v, J_v
 
-    Solves the elastic (l1) feasibility QP, with the step measured relative to `x`
-    (`p = D q`, `D = diag(max(|x_i|, 1))`) and the violation relative to `v0`:
 
-        min_{q, u, v, t}  sum(u) + sum(v) + sum(t) + |q|^2 / 2 + gamma (|u|^2 + |v|^2 + |t|^2) / 2
-        s.t.  (c_eq + J_eq D q) / v0 = u - v,   (c_in + J_in D q) / v0 + t >= 0,
-              u, v, t >= 0,   lower - x <= D q <= upper - x,
+def violation_l2(c_eq, c_in) -> Scalar:
+    """Half the squared l2 violation, `(||c_eq||^2 + ||min(c_in, 0)||^2) / 2`: smooth,
+    it is what the feasibility step minimises."""
+    return 0.5 * (jnp.sum(c_eq**2) + jnp.sum(jnp.minimum(c_in, 0.0) ** 2))
 
-    the feasibility subproblem of Fletcher's Sl1QP and of SNOPT's elastic mode (Gill,
-    Murray & Saunders 2005, §6), proximal in `q` so that it is strictly convex (the
-    small `gamma = 0.01` keeps the slack block positive definite for the dual QP
-    solver). Unlike Powell's relaxation (one `delta` scaling every constraint), each
-    constraint has its own slack, so the step may trade one violation for another.
 
-    Returns `(p, reduction, ok)`: `reduction = v0 - ||linearised violation at p||_1`.
-    At a point where the violation decreases at rate `k v0` per unit relative step,
-    the proximal step gains `reduction ~ k^2 v0`; `reduction` near 0 certifies a
-    stationary point of the l1 violation (Byrd, Curtis & Nocedal 2010; Fletcher &
-    Leyffer 2002, feasibility restoration).
+def feasibility_step(pt: _Point, x: Vector, lower: Vector, upper: Vector, ftol, damping):
+    """A Levenberg-Marquardt step on the squared violation, and the certificate that
+    the violation is locally minimal.
+
+    With `c_v` the violated constraints (equalities, inequalities below 0), `J_v` their
+    Jacobian and `D = diag(max(|x_i|, 1))`, the gradient of `v(x) = ||c_v||^2 / 2` is
+    `J_v^T c_v`, projected onto the bounds (coordinates at a bound that it pushes
+    outward are held). The step solves, in the relative variables `q = D^{-1} p`,
+
+        (Jh^T Jh + mu I) q = -D grad v,   Jh = J_v D,   mu = damping ||Jh||_F^2 + sqrt(eps) ||c_v||^2
+
+    (Levenberg-Marquardt damped relative to `Jh^T Jh`'s scale, so that directions it
+    does not see take no step from rounding; `damping` adapts as Marquardt's parameter
+    does (Nielsen 1999): a third after a full step, divided by the step length the
+    line search accepted otherwise, so it comes to stand for the curvature
+    `sum_i c_i nabla^2 c_i` that Gauss-Newton misses where the violation's minimum is
+    positive; Yamashita & Fukushima's `||c_v||^2` would converge only linearly there): the
+    restoration step of IPOPT and of filter SQP minimises the violation alone
+    (Wächter & Biegler 2006 §3.3; Fletcher & Leyffer 2002), here its smooth squared
+    form, which, unlike the l1 form, has no kinks to stall on. Infeasibility is
+    certified where that projected relative gradient vanishes to the precision level
+    of the shared guard (`_stopping`) with `v` in place of f:
+
+        ||D P(J_v^T c_v)||_inf <= ftol^(1/3) ||c_v||^2,
+
+    a stationary point of the violation with the violation positive: a relative step
+    of size 1 reduces `||c_v||` by at most that fraction to first order (local
+    infeasibility, Byrd, Curtis & Nocedal 2010; IPOPT's test of the restoration
+    phase converging to a point with nonzero violation).
+
+    Returns `(p, slope, certified)`, `slope` the directional derivative of `v` along `p`.
     """
-    n, me, mi = x.shape[0], pt.c_eq.shape[0], pt.c_in.shape[0]
-    dtype = x.dtype
-    ms = 2 * me + mi
+    c_v, J_v = _violated(pt)
+    grad = J_v.T @ c_v
+    held = ((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0))
     D = jnp.maximum(jnp.abs(x), 1.0)
-    scale = jnp.maximum(v0, jnp.finfo(dtype).tiny)
-    Je, Ji = pt.J_eq * D / scale, pt.J_in * D / scale
-    ce, ci = pt.c_eq / scale, pt.c_in / scale
-    G = jnp.diag(jnp.concatenate([jnp.ones(n, dtype), jnp.full(ms, 0.01, dtype)]))
-    a = jnp.concatenate([jnp.zeros(n, dtype), jnp.ones(ms, dtype)])
-    eye_e, eye_i = jnp.eye(me, dtype=dtype), jnp.eye(mi, dtype=dtype)
-    z = lambda r, c: jnp.zeros((r, c), dtype)
-    C = jnp.concatenate([
-        jnp.concatenate([Je, -eye_e, eye_e, z(me, mi)], axis=1),
-        jnp.concatenate([Ji, z(mi, 2 * me), eye_i], axis=1),
-        jnp.concatenate([z(ms, n), jnp.eye(ms, dtype=dtype)], axis=1),
-        jnp.concatenate([jnp.eye(n, dtype=dtype), z(n, ms)], axis=1),
-        jnp.concatenate([-jnp.eye(n, dtype=dtype), z(n, ms)], axis=1),
-    ])
-    b = jnp.concatenate([-ce, -ci, jnp.zeros(ms, dtype), (lower - x) / D, (x - upper) / D])
-    is_eq = jnp.arange(C.shape[0]) < me
-    qp = solve_qp(G, a, C, b, is_eq)
-    q = qp.d[:n]
-    model = jnp.sum(jnp.abs(ce + Je @ q)) + jnp.sum(jnp.maximum(-(ci + Ji @ q), 0.0))
+    Jh = jnp.where(held[None, :], 0.0, J_v * D[None, :])
+    gh = jnp.where(held, 0.0, D * grad)
+    size = jnp.sum(c_v**2)
+    certified = max_norm(gh) <= jnp.cbrt(ftol) * size
+    n = x.shape[0]
+    mu = damping * jnp.sum(Jh**2) + jnp.sqrt(eps(x)) * size + jnp.finfo(x.dtype).tiny
+    M = Jh.T @ Jh + mu * jnp.eye(n, dtype=x.dtype)
+    q = jnp.linalg.solve(M, -gh)
     p = D * q
-    ok = (qp.status == QP_SOLVED) & is_finite(p, model)
-    return jnp.where(ok, p, 0.0), jnp.where(ok, scale * (1.0 - model), 0.0), ok
+    ok = jnp.all(jnp.isfinite(p))
+    p = jnp.where(ok, p, 0.0)
+    return p, jnp.dot(gh, jnp.where(ok, q, 0.0)), certified & ok
 
 
 def kkt_residual(pt: _Point, lam_eq, lam_in, w, x, lower, upper) -> Scalar:
@@ -218,7 +239,7 @@ def kkt_residual(pt: _Point, lam_eq, lam_in, w, x, lower, upper) -> Scalar:
     )
 
 
-def relaxed_qp(pt: _Point, B, x, lower, upper, weight):
+def relaxed_qp(pt: _Point, B, x, lower, upper, weight, delta_min=0.0):
     """The QP subproblem with Powell's relaxation (Powell 1978; Schittkowski's NLPQL):
 
         min_{p, delta}  1/2 p.B p + g.p + weight delta + beta delta^2 / 2
@@ -252,7 +273,8 @@ def relaxed_qp(pt: _Point, B, x, lower, upper, weight):
         jnp.concatenate([-eye, zn], axis=1),
         jnp.array([[0.0] * n + [1.0], [0.0] * n + [-1.0]], dtype),
     ])
-    b = jnp.concatenate([-pt.c_eq, -pt.c_in, lower - x, x - upper, jnp.array([0.0, -1.0], dtype)])
+    b = jnp.concatenate([-pt.c_eq, -pt.c_in, lower - x, x - upper,
+                         jnp.stack([jnp.asarray(delta_min, dtype), jnp.array(-1.0, dtype)])])
     is_eq = jnp.arange(C.shape[0]) < me
     qp = solve_qp(G, a, C, b, is_eq)
     lam = qp.lam
@@ -301,8 +323,17 @@ class SQP(AbstractSolver[_SQPState]):
     - *Inconsistent linearisations* (e.g. from an infeasible start): the QP is Powell's
       relaxation (as in SLSQP/NLPQL), the constraint values scaled by `1 - delta` with
       `delta in [0, 1]` penalised by `weight delta + beta delta^2 / 2`, `weight =
-      rho (1 + nu) violation` (see `relaxed_qp`); `rho` grows 1000-fold (to 1e10)
-      whenever `delta > 0.1`.
+      rho (1 + nu) violation` (see `relaxed_qp`); `rho` grows 1000-fold whenever
+      `delta > 0.1`, to 1e10 in float64 and `1 / (1000 eps)` (8e3) in float32, where a
+      larger weight leaves the QP's step to rounding.
+    - *Feasibility restoration* (Fletcher & Leyffer 2002; Wächter & Biegler 2006
+      §3.3): where the constraints are violated and the QP had to relax them, a
+      Levenberg-Marquardt step on the squared violation (`feasibility_step`) replaces
+      `p` when `p` promises under a tenth of its linearised reduction (the steering
+      rule of Byrd, Nocedal & Waltz 2008), or after a step along `p` that failed or
+      got under 1% of its length; restoration goes on until the squared violation has
+      fallen by a fifth, and steps along `p` after it may not end above the squared
+      violation it ended at (that point is in the filter).
     - *Penalty*: `nu = max(1.01 t, (nu + t) / 2)` (Powell's update) for the target
       `t = max|lam|`, or, when the QP was relaxed (`delta > 0`), `t = (g.p + p.B p / 2) /
       ((1 - 0.5) (violation - linearised violation))` (N&W eq. 18.36); either makes `p` a
@@ -313,11 +344,22 @@ class SQP(AbstractSolver[_SQPState]):
       step fails, the second-order correction (N&W §15.6, Alg. 18.3) is tried once
       before backtracking: the Maratos-effect remedy.
     - *Hessian*: dense `n x n`, Powell's damped BFGS update of the Lagrangian Hessian
-      (N&W Procedure 18.2), positive definite throughout; reset to `I` after a failed
-      line search (a second failure from `I` ends the solve: `LINESEARCH_FAILED`, or
-      `STAGNATED` where the predicted decrease is below rounding).
+      (N&W Procedure 18.2), positive definite throughout, skipped where `y` is
+      rounding; reset to `I` after a failed line search or a step that left `x`
+      unchanged (a second failure from `I` ends the solve: `LINESEARCH_FAILED`, or
+      `STAGNATED`/`PRECISION` where the predicted decrease is below rounding). The QP
+      adds a ridge of `100 eps max diag(B)` so its Cholesky factor stays accurate.
     - *Convergence test* at `x` with the new QP's multipliers before the line search
       (a solution costs no further evaluation), and at the new iterate after it.
+    - *Attainable precision* (`PRECISION`, `_stopping`): at `x`, feasible to the
+      constraints' rounding (`violation_floor`), the last step changed the merit
+      function within its rounding, the QP's predicted decrease is lost in it too
+      and the relative KKT residual passes the shared guard.
+    - *Stagnation*: `SQP_PATIENCE` (20) steps in a row in which neither f (at a
+      violation no worse), the violation, the squared violation nor the KKT residual
+      improved end the solve (well before the driver loop's watch): `PRECISION` or
+      `HOVERING` by the shared guard where feasible, else `CONSTRAINTS_STALLED`
+      (the violation, above `ctol`, blocks; the message names `ctol`).
     - *Bounds* are rows of the QP (`lower - x <= p <= upper - x`), so every trial point
       `x + alpha p` lies inside them (and is clipped against rounding): objectives
       undefined outside the bounds are fine.
@@ -325,9 +367,14 @@ class SQP(AbstractSolver[_SQPState]):
     Converges when the KKT residual (Lagrangian gradient, complementarity) has
     infinity norm `<= gtol` and the largest constraint violation is `<= ctol`.
     `verbose=True` prints that residual as `kkt`.
-    `INFEASIBLE` when the violation exceeds `ctol` and the relaxed QP, at the largest
-    `rho`, finds no step that reduces the linearised violation (`delta = 1`): a
-    stationary point of the violation. `Solution.multipliers = (lam_eq, lam_in)` with
+    `INFEASIBLE` when the violation exceeds `ctol` at a stationary point of the
+    squared violation (a local infeasibility certificate, see `feasibility_step`;
+    Byrd, Curtis & Nocedal 2010), checked wherever the QP had to be relaxed: from
+    there `delta` is pinned to 1 and the steps decrease f without letting the
+    violation grow, and the solve ends `INFEASIBLE` when that phase converges or
+    stalls (its `x` minimises the violation, and f as far as that allows). A point
+    where the constraints' gradients vanish (a maximiser of the violation) passes
+    the certificate too. `Solution.multipliers = (lam_eq, lam_in)` with
     `g = J_eq^T lam_eq + J_in^T lam_in + w` (`w`: bound multipliers, `state.w`).
 
     **Derivatives** (`jax.grad`/`jacfwd`/`jacrev` of the solution): the implicit
@@ -353,7 +400,9 @@ class SQP(AbstractSolver[_SQPState]):
     - `linesearch`: a `jm.linesearch.Backtracking`, whose `c1`, `shrink` and
       `max_steps` are used on the merit function.
     - `gtol`: KKT residual tolerance.
-    - `ctol`: constraint violation tolerance.
+    - `ctol`: constraint violation tolerance; `None` (default): `max(1e-8, 10 eps)` of
+      the solve's dtype, 1e-8 in float64 and 1.2e-6 in float32.
+    - `ftol`: the precision tolerance of `_stopping` (`None`: `eps / 4`).
     - `exact_hessian`: use the exact Hessian of the Lagrangian (at the last
       multipliers; `n` Hessian-vector products per iteration, counted in
       `num_hvp_evals`), made positive definite by flipping and flooring its
@@ -402,7 +451,10 @@ class SQP(AbstractSolver[_SQPState]):
             delta=zero, kkt=jnp.array(jnp.inf, x.dtype),
             violation=violation, flat_steps=i0,
             best_f=pt.f, best_violation=violation, best_kkt=jnp.array(jnp.inf, x.dtype), since=i0,
-            restored=jnp.array(False), unchanged=jnp.array(False),
+            restore_next=jnp.array(False), unchanged=jnp.array(False), certified=jnp.array(False),
+            damping=jnp.array(1e-3, x.dtype), restoring=jnp.array(False), v2_entry=zero,
+            v2_cap=jnp.array(jnp.inf, x.dtype),
+            best_v2=violation_l2(pt.c_eq, pt.c_in),
             reason=start_reason(finite),
             alpha=zero, ls_evals=i0, num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=i0,
         )
@@ -421,7 +473,14 @@ class SQP(AbstractSolver[_SQPState]):
             num_hvp = state.num_hvp_evals + n
         else:
             B0, num_hvp = state.B, state.num_hvp_evals
-        qp, p, delta, lam_eq, lam_in, w, act_in, act_lo, act_up = relaxed_qp(pt, B0, x, lower, upper, weight)
+        # once the violation is certified locally minimal (see below), delta is pinned
+        # to 1: the QP then minimises f's model keeping each constraint's linearised
+        # violation from growing, the elastic phase that ends in an infeasible
+        # stationary point (Byrd, Curtis & Nocedal 2010)
+        infeasible_mode = state.certified
+        weight = jnp.where(infeasible_mode, 0.0, weight)  # (delta is fixed: no price)
+        qp, p, delta, lam_eq, lam_in, w, act_in, act_lo, act_up = relaxed_qp(
+            pt, B0, x, lower, upper, weight, jnp.where(infeasible_mode, 1.0, 0.0))
         # a QP that failed (rounding, degenerate constraints) gives no step: the
         # Hessian restarts from I, as after a failed line search
         qp_ok = (qp.status == QP_SOLVED) & is_finite(qp.d, qp.lam)
@@ -443,18 +502,38 @@ class SQP(AbstractSolver[_SQPState]):
         lam_max = jnp.maximum(max_norm(lam_eq), max_norm(lam_in))
         target = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam_max)
         nu = jnp.minimum(jnp.maximum(1.01 * target, 0.5 * (state.nu + target)), _NU_MAX)
+        # (in the infeasible phase the multipliers price keeping the violation; nu
+        # does not fall, lest the merit function let the violation grow)
+        nu = jnp.where(infeasible_mode, jnp.minimum(jnp.maximum(state.nu, 1.01 * lam_max), _NU_MAX), nu)
         slope = jnp.minimum(gp - nu * reduction, 0.0)  # N&W eq. 18.29 (upper bound if delta > 0)
 
+        # no progress for SQP_PATIENCE steps (the infeasible phase, which only polishes
+        # f at a certified point, gets a quarter of them)
+        stalled = state.since >= jnp.where(state.certified, SQP_PATIENCE // 4, SQP_PATIENCE)
         # the feasibility step, where the constraints are violated and the QP had to be
         # relaxed (or failed, or the solve stalls): it certifies local infeasibility, or
-        # replaces a step that reduces the linearised violation by too little
-        stalled = state.since >= SQP_PATIENCE
-        need_f = (viol0 > ctol) & ((delta > _STEER) | ~qp_ok | stalled)
-        p_f, red_f, ok_f = lax.cond(
-            need_f, lambda: feasibility_step(pt, x, lower, upper, v0),
-            lambda: (jnp.zeros_like(x), jnp.zeros((), x.dtype), jnp.array(False)))
-        certified = need_f & ok_f & (red_f <= jnp.cbrt(ftol) ** 2 * v0)
-        restore = need_f & ok_f & ~certified & (~qp_ok | (reduction < _STEER * red_f))
+        # replaces a step that reduces the linearised violation by too little.
+        # The restoration phase, once entered, goes on until the squared violation has
+        # fallen by a fifth (||c_v|| by a tenth) from where it began: as IPOPT's
+        # restoration phase returns only at a point the filter accepts (Wächter &
+        # Biegler 2006 §3.3), lest steps along p and feasibility steps undo each other
+        v2 = violation_l2(pt.c_eq, pt.c_in)
+        in_restoration = state.restoring & (v2 > 0.81 * state.v2_entry) & ~infeasible_mode
+        need_f = ((viol0 > ctol) & ((delta > _STEER) | ~qp_ok | stalled | state.restore_next | in_restoration)
+                  & ~infeasible_mode)
+        p_f, slope_f, certified = feasibility_step(pt, x, lower, upper, ftol, state.damping)
+        certified = need_f & certified
+        # the reductions of the (squared) violation that the linearisation promises
+        # along the feasibility step and along p, weighed by the steering rule
+        lin_v2 = lambda s: violation_l2(pt.c_eq + pt.J_eq @ s, pt.c_in + pt.J_in @ s)
+        red_f, red_p = v2 - lin_v2(p_f), v2 - lin_v2(p)
+        ok_f = slope_f < 0
+        # (a step along p that failed, or got less than 1% of its length, while the
+        # constraints were violated leaves `restore_next` set: the feasibility step follows,
+        # Fletcher & Leyffer's restoration phase: the linearisation that promised the
+        # reduction is not to be trusted that far from x)
+        restore = need_f & ok_f & ~certified & (~qp_ok | state.restore_next | in_restoration
+                                                 | (red_p < _STEER * red_f))
 
         # the tests at x with the QP's multipliers: a solution is recognised here,
         # without evaluating another trial point
@@ -464,9 +543,12 @@ class SQP(AbstractSolver[_SQPState]):
         at_floor = viol0 <= jnp.maximum(ctol, violation_floor(pt, x))
         done_here = qp_ok & (kkt_here <= gtol) & (viol0 <= ctol)
         # rounding of the merit function: of f, and of the constraints (times nu)
-        c_noise = merit_noise(eqx.tree_at(lambda q: (q.f, q.g), pt, (jnp.zeros_like(pt.f), jnp.zeros_like(pt.g))),
-                              x, jnp.ones((), x.dtype))
         noise = merit_noise(pt, x, nu)
+        # (of the l1 violation, and of the squared one: each violated c_i times its rounding)
+        s_eq, s_in = constraint_scales(pt, x)
+        c_noise = eps(x) * (jnp.sum(s_eq) + jnp.sum(s_in))
+        c_v, _ = _violated(pt)
+        v2_noise = eps(x) * jnp.dot(jnp.abs(c_v), jnp.concatenate([s_eq, s_in]))
         # converged to the attainable precision: feasible to rounding, the last step
         # changed the merit function only within its rounding, the decrease the QP model
         # still predicts is lost in it too, and the relative KKT residual passes the
@@ -474,26 +556,41 @@ class SQP(AbstractSolver[_SQPState]):
         precision_here = qp_ok & at_floor & state.unchanged & (-slope <= 4 * noise) & guard
         stall_end = jnp.where(
             viol0 > ctol,
-            jnp.where(certified, Reason.INFEASIBLE, jnp.where(at_floor & guard, Reason.PRECISION,
-                                                              Reason.CONSTRAINTS_STALLED)),
+            jnp.where(at_floor & guard, Reason.PRECISION, Reason.CONSTRAINTS_STALLED),
             stall_reason(rel_here, pt.f, ftol, Reason.HOVERING))
+        # the infeasible phase ends INFEASIBLE as a solve ends CONVERGED: its KKT
+        # residual at most gtol, at the attainable precision, or stalled
+        inf_done = infeasible_mode & qp_ok & (
+            (kkt_here <= gtol) | (state.unchanged & (-slope <= 4 * noise) & guard))
+        done_here = done_here & ~infeasible_mode
+        precision_here = precision_here & ~infeasible_mode
         reason_here = jnp.where(
             done_here, Reason.RUNNING,
-            jnp.where(certified, Reason.INFEASIBLE,
-                      jnp.where(precision_here, Reason.PRECISION, jnp.where(stalled, stall_end, Reason.RUNNING))))
-        stop_here = done_here | certified | precision_here | stalled
+            jnp.where(inf_done | (infeasible_mode & stalled), Reason.INFEASIBLE,
+                      jnp.where(precision_here, Reason.PRECISION,
+                                jnp.where(stalled & ~certified, stall_end, Reason.RUNNING))))
+        # (the step that certifies infeasibility moves nowhere: the next one, with
+        # delta pinned to 1, starts the infeasible phase)
+        stop_here = done_here | inf_done | precision_here | stalled | certified
 
-        # the line search: on the merit function along p, or on the violation alone
-        # along the feasibility step
+        # the line search: on the merit function along p, or on the squared violation
+        # alone along the feasibility step
         d = jnp.where(restore, p_f, p)
-        f_weight = jnp.where(restore, 0.0, 1.0).astype(x.dtype)
-        nu_ls = jnp.where(restore, 1.0, nu).astype(x.dtype)
-        slope_ls = jnp.where(restore, -red_f, slope)
-        noise_ls = jnp.where(restore, c_noise, noise)
-        phi0 = f_weight * pt.f + nu_ls * v0
+        slope_ls = jnp.where(restore, slope_f, slope)
+        noise_ls = jnp.where(restore, v2_noise, noise)
+
+        def merit(q):
+            return jnp.where(restore, violation_l2(q.c_eq, q.c_in), q.f + nu * violation_l1(q.c_eq, q.c_in))
+
+        phi0 = merit(pt)
         searchable = (qp_ok | restore) & ~stop_here
+        v2_cap = jnp.where(state.restoring & ~restore, jnp.minimum(state.v2_cap, v2), state.v2_cap)
 
         c1, shrink = as_dtype(self.linesearch.c1, x), as_dtype(self.linesearch.shrink, x)
+        # along the feasibility step a quarter of the decrease the slope promises: the
+        # Gauss-Newton model misses the constraints' curvature, and a weaker test
+        # passes overshooting steps that leave the violation where it was
+        c1 = jnp.where(restore, jnp.maximum(c1, 0.25), c1)
         max_ls = self.linesearch.max_steps + int(use_soc)
 
         def next_alpha(a, phi_a):
@@ -521,14 +618,20 @@ class SQP(AbstractSolver[_SQPState]):
             alpha = jnp.where(full, 1.0, next_alpha(a_last, phi_last)).astype(x.dtype)
             x_try = jnp.clip(x + alpha * d + soc, lower, upper)
             q = evaluate(fn, constraints, x_try, args)
-            phi = f_weight * q.f + nu_ls * violation_l1(q.c_eq, q.c_in)
+            phi = merit(q)
             finite = is_finite(phi, q.g, q.J_eq, q.J_in)
             # a full step whose change is within the merit function's rounding passes:
             # near a solution the model's decrease drowns in it, and a strict test
             # would shrink alpha to nothing. Shortened steps must decrease it: passing
             # them on rounding lets the iterates drift uphill, a rounding error a step.
-            allow = jnp.where(full, 10 * noise_ls, 0.0)
+            allow = jnp.where(full & ~restore, 10 * noise_ls, 0.0)
             ok = finite & (phi <= phi0 + c1 * alpha * slope_ls + allow)
+            # where restoration ended is in the filter (Fletcher & Leyffer 2002): a step
+            # along p must not end above that squared violation, or the two phases cycle
+            ok = ok & (restore | (violation_l2(q.c_eq, q.c_in) <= v2_cap + 10 * v2_noise))
+            # the infeasible phase decreases f without letting the violation grow
+            # (beyond its rounding): the point stays a minimiser of the violation
+            ok = ok & (~infeasible_mode | (violation_l1(q.c_eq, q.c_in) <= v0 + 10 * c_noise))
             phi = jnp.where(finite, phi, jnp.inf)
             a_last = jnp.where(is_soc, a_last, alpha)
             phi_last = jnp.where(is_soc, phi_last, phi)
@@ -567,7 +670,11 @@ class SQP(AbstractSolver[_SQPState]):
         resolved = jnp.any(jnp.abs(y) > y_noise)
         B = jnp.where(resolved, B, state.B)
         updated = updated & resolved
-        normal = ok & ~restore
+        # a step that left x unchanged to rounding is a failure too: B restarts from I
+        # (an enormous B makes the QP step vanish below x's rounding, and the iterates
+        # freeze far from a KKT point)
+        frozen = ok & (max_norm(s) <= 4 * eps(x) * max_norm(x)) & (state.num_updates > 0) & ~restore
+        normal = ok & ~restore & ~frozen
         keep = stop_here | (ok & restore)
         eye = jnp.eye(n, dtype=x.dtype)
         B = jnp.where(normal, B, jnp.where(keep, state.B, eye))  # failure: restart from I
@@ -584,9 +691,10 @@ class SQP(AbstractSolver[_SQPState]):
         failed = ~ok & ~stop_here & ((state.num_updates == 0) | restore)
         lost = (-slope_ls <= 25 * noise_ls) | (max_norm(d) <= 100 * eps(x) * max_norm(x)) | ~qp_ok
         fail_end = jnp.where(
+            infeasible_mode, Reason.INFEASIBLE, jnp.where(
             viol0 > ctol,
             jnp.where(at_floor & guard, Reason.PRECISION, Reason.CONSTRAINTS_STALLED),
-            jnp.where(lost, stall_reason(rel_here, pt.f, ftol), Reason.LINESEARCH))
+            jnp.where(lost, stall_reason(rel_here, pt.f, ftol), Reason.LINESEARCH)))
         reason = jnp.where(
             stop_here, reason_here,
             jnp.where(failed | (flat_steps >= 10), fail_end, Reason.RUNNING))
@@ -597,10 +705,16 @@ class SQP(AbstractSolver[_SQPState]):
         better_f = (viol <= jnp.maximum(state.best_violation, ctol)) & (
             new.f < state.best_f - 4 * eps(x) * jnp.abs(state.best_f))
         better_kkt = kkt < 0.5 * state.best_kkt
-        progress = better_viol | better_f | better_kkt
+        v2_new = violation_l2(new.c_eq, new.c_in)
+        better_v2 = (viol > ctol) & (v2_new < 0.99 * state.best_v2)
+        progress = better_viol | better_f | better_kkt | better_v2 | certified
         best_f = jnp.where(better_viol | better_f, new.f, state.best_f)
 
-        rho = jnp.where(delta > 0.1, jnp.minimum(state.rho * 1e3, _RHO_MAX), state.rho)
+        # the relaxed QP's multipliers grow with its weight, and its dual iterations
+        # cancel terms of that size: beyond 1 / (1000 eps) (8e3 in float32) its step
+        # is rounding, so rho stops there (1e10 in float64)
+        rho_max = min(_RHO_MAX, 1 / (1000 * eps(x)))
+        rho = jnp.where(delta > 0.1, jnp.minimum(state.rho * 1e3, rho_max), state.rho)
         return x_new, _SQPState(
             f=new.f, g=new.g, c_eq=new.c_eq, J_eq=new.J_eq, c_in=new.c_in, J_in=new.J_in,
             multipliers=(lam_eq, lam_in), w=w,
@@ -609,7 +723,15 @@ class SQP(AbstractSolver[_SQPState]):
             kkt=kkt, violation=viol, flat_steps=flat_steps,
             best_f=best_f, best_violation=jnp.minimum(state.best_violation, viol),
             best_kkt=jnp.minimum(state.best_kkt, kkt), since=jnp.where(progress, 0, state.since + 1),
-            restored=ok & restore,
+            restore_next=(viol > ctol) & ~restore & ~stop_here & ~infeasible_mode & (~ok | (alpha < 0.01)),
+            certified=state.certified | certified,
+            restoring=restore & ~stop_here, v2_entry=jnp.where(restore & ~state.restoring, v2, state.v2_entry),
+            v2_cap=v2_cap,
+            best_v2=jnp.minimum(state.best_v2, v2_new),
+            damping=jnp.where(restore & ~stop_here, jnp.clip(jnp.where(ok, jnp.where(alpha >= 1, state.damping / 3,
+                                                                                   state.damping / alpha),
+                                                                       10 * state.damping), 1e-6, 1e6),
+                              state.damping).astype(x.dtype),
             unchanged=~ok | (jnp.abs(phi - phi0) <= 4 * noise_ls),
             reason=keep_reason(state.reason, reason),
             alpha=jnp.where(ok, alpha, 0.0), ls_evals=k,
