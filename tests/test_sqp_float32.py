@@ -22,6 +22,7 @@ import pytest
 import scipy.optimize
 from hs_constrained import groups
 from hs_problems import all_problems
+from test_sqp import _violation
 
 import jaxmin as jm
 
@@ -40,24 +41,10 @@ F_TOL, V_TOL = 1e-5, 1e-4
 OTHER_KKT = {"hs016": 23.1447, "hs020": 40.1987, "hs033": -4.0, "hs038": 7.8769, "hs025": 32.835, "hs013": 1.0}
 
 
-def _violation(p, x) -> float:
-    x = jnp.asarray(np.asarray(x, np.float64))
-    v = 0.0
-    if p.eq is not None:
-        v = max(v, float(jnp.max(jnp.abs(p.eq(x)))))
-    if p.ineq is not None:
-        v = max(v, float(jnp.max(-p.ineq(x), initial=0.0)))
-    if p.bounds is not None:
-        lo, up = (np.asarray(b, float) for b in p.bounds)
-        xx = np.asarray(x)
-        v = max(v, float(np.max(np.maximum(lo - xx, 0))), float(np.max(np.maximum(xx - up, 0))))
-    return v
-
-
 def _grade(p, x):
     """(solved, f in float64 at x, violation)."""
     f = float(p.fn(jnp.asarray(np.asarray(x, np.float64))))
-    v = _violation(p, x)
+    v = _violation(p, np.asarray(x, np.float64))  # graded in float64
     return abs(f - p.f_star) <= F_TOL * max(1.0, abs(p.f_star)) and v <= V_TOL, f, v
 
 
