@@ -1,3 +1,4 @@
+import gc
 import zlib
 
 import jax
@@ -13,3 +14,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def key(request):
     # deterministic per test, no global RNG
     return jr.key(zlib.crc32(request.node.name.encode()))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    # each module compiles its own programs; releasing them between modules keeps a
+    # long-lived xdist worker's compiled code (and XLA's memory) from piling up: a
+    # worker that had compiled most of the suite segfaulted inside XLA's compiler
+    yield
+    jax.clear_caches()
+    gc.collect()
