@@ -54,18 +54,9 @@ def _arr(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def _const(values, x):
-    """A constant data array in the dtype of ``x``."""
-    return jnp.asarray(np.asarray(values, dtype=np.float64), dtype=x.dtype)
-
-
-def _idx(lo, hi, x):
-    """``[lo, lo + 1, ..., hi]`` in the dtype of ``x``."""
-    return jnp.arange(lo, hi + 1, dtype=x.dtype)
-
-
-def _sumsq(r):
-    return jnp.sum(r * r)
+# constant data in x's dtype, index ranges, sums of squares: the library's bundled
+# MGH problems (`jm.testing`) are written with the same helpers
+from jaxmin.testing._mgh import _const, _idx, _sumsq  # noqa: E402
 
 
 # --------------------------------------------------------------------------
