@@ -413,8 +413,8 @@ class SQP(AbstractSolver[_SQPState]):
     linesearch: Backtracking = Backtracking(c1=1e-4, shrink=0.5, max_steps=30)
     gtol: ScalarLike = 1e-6
     ctol: Optional[ScalarLike] = None
-    ftol: Optional[ScalarLike] = None
     exact_hessian: bool = eqx.field(default=False, static=True)
+    ftol: Optional[ScalarLike] = None  # last: existing positional arguments keep their places
 
     takes_bounds: ClassVar[bool] = True
     takes_constraints: ClassVar[bool] = True
