@@ -14,30 +14,26 @@ that criterion met and `x` inside the bounds. SciPy calls a jitted `value_and_gr
 converts to float64 NumPy at each evaluation (its real cost; `OPENBLAS_NUM_THREADS=1`).
 Steady time: median of round-robin interleaved repeats after a warm-up call.
 
-``python -m benchmarks --only bounds`` runs it inside the harness;
-``python -m benchmarks.bounds`` alone.
+``python -m benchmarks --only bounds`` runs it.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy/SciPy load BLAS
-
 import dataclasses
-import sys
 import time
 import warnings
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .problems import GTOL, HISTORY, MAXITER, extended_rosenbrock, hs_module, ridge_logistic_loss
+from .protocol import FunctionSection, Options
+from .report import fmt_time
+from .runners import numpy_value_and_grad
 from .timing import interleaved_medians, median, timed_call
 
-GTOL = 1e-6
-MAXITER = 10_000
-HISTORY = 10
 SOLVERS = ("jaxmin", "scipy", "jaxopt")
 LABEL = {"jaxmin": "jaxmin LBFGS (bounds)", "scipy": "SciPy L-BFGS-B", "jaxopt": "JAXopt LBFGSB"}
 
@@ -56,28 +52,15 @@ class BProblem:
         return self.x0.shape[0]
 
 
-def _hs() -> list[BProblem]:
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
-    if here not in sys.path:
-        sys.path.insert(0, here)
-    from hs_bounds import BOUND_ONLY
-
-    out = []
-    for p in BOUND_ONLY:
-        lo, up = (np.asarray(b, dtype=np.float64) for b in p.bounds)
-        out.append(BProblem(p.name, p.fn, np.clip(np.asarray(p.x0, dtype=np.float64), lo, up), lo, up))
-    return out
-
-
-def ext_rosenbrock(x):
-    x1, x2 = x[0::2], x[1::2]
-    return jnp.sum(100.0 * (x2 - x1**2) ** 2 + (1.0 - x1) ** 2)
+def _hs(p) -> BProblem:
+    lo, up = (np.asarray(b, dtype=np.float64) for b in p.bounds)
+    return BProblem(p.name, p.fn, np.clip(np.asarray(p.x0, dtype=np.float64), lo, up), lo, up)
 
 
 def _rosenbrock(n: int) -> BProblem:
     x0 = np.tile(np.array([-1.2, 1.0]), n // 2)
     upper = np.where(np.arange(n) % 2 == 1, 0.5, np.inf)
-    return BProblem(f"rosenbrock-box-{n}", ext_rosenbrock, np.minimum(x0, upper), np.full(n, -np.inf), upper)
+    return BProblem(f"rosenbrock-box-{n}", extended_rosenbrock, np.minimum(x0, upper), np.full(n, -np.inf), upper)
 
 
 def obstacle(x, b):
@@ -93,25 +76,24 @@ def _obstacle(n: int) -> BProblem:
                     (jnp.asarray(b),))
 
 
-def logistic(w, X, y, lam):
-    z = X @ w
-    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * lam * jnp.dot(w, w)
-
-
 def _logistic(n: int = 1000, samples: int = 2000) -> BProblem:
     rng = np.random.default_rng(5)
     X = rng.standard_normal((samples, n)) / np.sqrt(n)
     w_true = rng.standard_normal(n) * 3
     y = (rng.uniform(size=samples) < 1 / (1 + np.exp(-X @ w_true))).astype(np.float64)
-    return BProblem(f"nonneg-logistic-{n}", logistic, np.zeros(n), np.zeros(n), np.full(n, np.inf),
+    return BProblem(f"nonneg-logistic-{n}", ridge_logistic_loss, np.zeros(n), np.zeros(n), np.full(n, np.inf),
                     (jnp.asarray(X), jnp.asarray(y), 1e-3))
 
 
-def problems(quick: bool = False) -> list[BProblem]:
-    sizes = (2, 10, 100) if quick else (2, 10, 100, 1000)
-    out = _hs() + [_rosenbrock(n) for n in sizes]
-    out += [_obstacle(1000)] if quick else [_obstacle(1000), _obstacle(10_000), _logistic()]
-    return out
+# name -> builder, in report order (built lazily: `--only` does not pay for the others' data)
+BUILDERS: dict[str, Callable[[], BProblem]] = {
+    **{p.name: (lambda p=p: _hs(p)) for p in hs_module("hs_bounds").BOUND_ONLY},
+    **{f"rosenbrock-box-{n}": (lambda n=n: _rosenbrock(n)) for n in (2, 10, 100, 1000)},
+    "obstacle-qp-1000": lambda: _obstacle(1000),
+    "obstacle-qp-10000": lambda: _obstacle(10_000),
+    "nonneg-logistic-1000": _logistic,
+}
+QUICK = ("hs001", "hs038", "hs110", "rosenbrock-box-100", "obstacle-qp-1000")
 
 
 # --------------------------------------------------------------------------- #
@@ -136,17 +118,12 @@ def _jaxmin(p: BProblem):
 def _scipy(p: BProblem):
     from scipy.optimize import minimize
 
-    vg = jax.jit(jax.value_and_grad(p.fn))
-
-    def fg(x):
-        v, g = vg(x, *p.args)
-        return float(v), np.asarray(g, dtype=np.float64)
-
+    fg = numpy_value_and_grad(p.fn)
     options = {"maxcor": HISTORY, "gtol": GTOL, "ftol": 0.0, "maxiter": MAXITER, "maxfun": 10 * MAXITER}
     bounds = list(zip(p.lower, p.upper))
 
     def call():
-        r = minimize(fg, p.x0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+        r = minimize(fg, p.x0, args=p.args, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
         return r.x, r.nfev
 
     return call
@@ -199,26 +176,34 @@ def _check(p: BProblem, x) -> tuple[float, float, float]:
     return float(f), pg, outside
 
 
-def run(repeats: int = 5, budget_s: float = 30.0, log=print, solvers=SOLVERS, quick: bool = False) -> BResult:
+def _first_call(p: BProblem, call: Callable, cell: Cell) -> None:
+    cell.first, (x, evals) = timed_call(call)
+    cell.evals = int(evals)
+    cell.f, cell.pg, cell.outside = _check(p, x)
+    cell.solved = cell.pg <= GTOL and cell.outside == 0.0
+    if cell.outside > 0:
+        cell.note = f"left the bounds by {cell.outside:.1e}"
+    elif not cell.solved:
+        cell.note = f"|pg|inf {cell.pg:.1e}"
+
+
+def run(options: Options) -> BResult:
+    options.log("[bounds] L-BFGS-B: jaxmin LBFGS(bounds=...) vs SciPy L-BFGS-B and JAXopt LBFGSB")
+    repeats, budget_s = options.repeats_or(5, 3), options.budget_or(30.0)
     t_start = time.perf_counter()
     rows = []
-    for p in problems(quick):
-        log(f"[bounds] {p.name} (n={p.n})")
+    names = [n for n in BUILDERS if options.selects(n) and (options.problems or not options.quick or n in QUICK)]
+    for name in names:
+        p = BUILDERS[name]()
+        options.log(f"[bounds] {p.name} (n={p.n})")
         calls, cells = {}, {}
-        for s in solvers:
+        for s in options.pick(SOLVERS):
             cell = cells[s] = Cell()
             try:
                 call = MAKERS[s](p)
-                cell.first, (x, evals) = timed_call(call)
-                cell.evals = int(evals)
-                cell.f, cell.pg, cell.outside = _check(p, x)
-                cell.solved = cell.pg <= GTOL and cell.outside == 0.0
-                if cell.outside > 0:
-                    cell.note = f"left the bounds by {cell.outside:.1e}"
-                elif not cell.solved:
-                    cell.note = f"|pg|inf {cell.pg:.1e}"
+                _first_call(p, call, cell)
                 calls[s] = call
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001
                 cell.note = f"error: {type(e).__name__}: {str(e)[:100]}"
         times, errors = interleaved_medians(calls, repeats, budget_s)
         for s, ts in times.items():
@@ -250,17 +235,21 @@ def summary(res: BResult) -> dict:
 
 
 def markdown(res: BResult) -> str:
+    if not res.rows:
+        return ""
     head = (
         "\n## Bounds: L-BFGS-B\n\n"
         "`jm.minimize(fn, x0, jm.LBFGS(gtol=1e-6), bounds=(lower, upper))` against SciPy's "
         "L-BFGS-B and JAXopt's `LBFGSB`, all on the projected-gradient target "
         f"`max|P(x - g) - x| <= {GTOL:g}`, history {HISTORY}, float64 (see benchmarks/bounds.py). "
         f"Steady time: median of {res.repeats} interleaved repeats, in ms; ratio: to SciPy's time. "
-        "✓: the target met at the returned x, inside the bounds.\n\n"
+        "✓: the target met at the returned x, inside the bounds. First call: trace + compile + "
+        "solve (SciPy: its jitted value_and_grad compiled on the first evaluation).\n\n"
     )
     solvers = [s for s in SOLVERS if any(s in c for _, c in res.rows)]
     cols = " | ".join(f"{LABEL[s]} ✓ / evals / ms" + (" / ratio" if s != "scipy" else "") for s in solvers)
-    lines = [f"| problem | n | {cols} | notes |", "|---|---:|" + "---|" * len(solvers) + "---|"]
+    first = "first call " + " / ".join(LABEL[s] for s in solvers)
+    lines = [f"| problem | n | {cols} | {first} | notes |", "|---|---:|" + "---|" * len(solvers) + "---:|---|"]
     for p, cells in res.rows:
         ref = cells.get("scipy")
         parts, notes = [], []
@@ -276,7 +265,8 @@ def markdown(res: BResult) -> str:
             same_f = c.f is None or ref is None or ref.f is None or abs(c.f - ref.f) <= 1e-6 * (1 + abs(ref.f))
             if s != "scipy" and c.solved and ref is not None and ref.solved and not same_f:
                 notes.append(f"{LABEL[s]}: f {c.f:.6g} vs SciPy {ref.f:.6g}")
-        lines.append(f"| {p.name} | {p.n} | " + " | ".join(parts) + f" | {'; '.join(notes)} |")
+        firsts = " / ".join(fmt_time(cells[s].first) for s in solvers)
+        lines.append(f"| {p.name} | {p.n} | " + " | ".join(parts) + f" | {firsts} | {'; '.join(notes)} |")
     summ = summary(res)
     tail = ["", "Over the problems SciPy solves:"]
     for s, d in summ.items():
@@ -287,7 +277,4 @@ def markdown(res: BResult) -> str:
     return head + "\n".join(lines) + "\n" + "\n".join(tail) + f"\n\nSection time {res.elapsed:.0f} s.\n"
 
 
-if __name__ == "__main__":
-    jax.config.update("jax_enable_x64", True)
-    quick = "--quick" in sys.argv
-    print(markdown(run(3 if quick else 5, quick=quick, log=lambda m: print(m, file=sys.stderr))))
+SECTION = FunctionSection("bounds", SOLVERS, tuple(BUILDERS), run, markdown)

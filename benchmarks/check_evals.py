@@ -41,6 +41,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
 from . import problems as P  # noqa: E402
+from . import newton as N  # noqa: E402
 from . import runners as R  # noqa: E402
 
 
@@ -114,16 +115,11 @@ def _count_python_calls(runner, counts: dict) -> None:
 
 
 def main(argv: list[str]) -> None:
-    ok, why = R.jaxmin_available()
-    ok_newton, why_newton = R.jaxmin_newton_available()
     names = argv or list(P.BUILDERS)
     print(f"{'problem':18s} {'solver':16s} {'reported':>9s} {'counted':>8s}")
     for name in names:
         prob, count = counted(P.get(name))
         for solver, make in R.SINGLE.items():
-            if solver.startswith("jaxmin") and not ok:
-                print(f"{name:18s} {solver:12s} skipped ({why})")
-                continue
             try:
                 runner = make(prob)
                 count[0] = 0
@@ -135,14 +131,11 @@ def main(argv: list[str]) -> None:
             except Exception as e:  # noqa: BLE001
                 print(f"{name:18s} {solver:12s} error: {type(e).__name__}: {e}", flush=True)
         nprob, ncount = counted_newton(P.get(name))
-        for solver, make in R.NEWTON.items():
-            if solver.startswith("jaxmin") and not ok_newton:
-                print(f"{name:18s} {solver:16s} skipped ({why_newton})")
-                continue
+        for solver, make in N.NEWTON.items():
             try:
                 runner = make(nprob)
                 calls = {"fg": 0, "hessp": 0}
-                scipy_runner = isinstance(runner, R.ScipyNewtonRunner)
+                scipy_runner = isinstance(runner, N.ScipyNewtonRunner)
                 if scipy_runner:
                     _count_python_calls(runner, calls)
                 ncount.update(f=0, hvp=0)

@@ -13,15 +13,14 @@ precision and the implicit formula with the dense ``jax.hessian`` and the dense
 ``jax.jacobian`` of the gradient with respect to ``t``; the reference itself is
 spot-checked against central finite differences of ``L``.
 
-``python -m benchmarks --only hypergrad`` runs it inside the harness;
-``python -m benchmarks.hypergrad --calibrate`` re-derives Optimistix's tolerance.
-See benchmarks/README.md ("Hypergradient section").
+``python -m benchmarks --only hypergrad`` runs it; ``python -m benchmarks.calibrate
+hypergrad`` re-derives Optimistix's tolerance. See benchmarks/README.md
+("Hypergradient section").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import traceback
 import warnings
@@ -31,6 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .problems import GTOL, MAXITER, logistic_loss
+from .protocol import FunctionSection, Options
+from .suite import error_text
 from .timing import eval_time, hvp_time, interleaved_medians, median, timed_call
 
 N_FEATURES = 200
@@ -39,11 +41,10 @@ N_VAL = 2000
 SEED = 7
 LAM_CENTRE = 1e-2  # lambda_i = exp(t_i), t_i = log(1e-2) + 0.5 N(0, 1)
 
-GTOL = 1e-6  # inner target ||grad_w||_inf <= GTOL (the harness-wide target)
-MAXITER = 10_000
+# Inner target ||grad_w||_inf <= GTOL (the harness-wide target), MAXITER iterations.
 # Optimistix stops on a Cauchy criterion (rtol = atol on y and f), not on the gradient:
 # the loosest of 1e-6, 1e-7, ..., 1e-10 that reaches ||grad_w||_inf <= GTOL at the
-# benchmark's t (`python -m benchmarks.hypergrad --calibrate`; 1e-6 gives 7e-8).
+# benchmark's t (`python -m benchmarks.calibrate hypergrad`; 1e-6 gives 7e-8).
 OPTX_TOL = 1e-6
 # JAXopt stops on ||grad||_2 <= tol, which implies the inf-norm target.
 JAXOPT_TOL = GTOL
@@ -67,11 +68,6 @@ CONFIG = {
 # --------------------------------------------------------------------------- #
 # Problem
 # --------------------------------------------------------------------------- #
-
-
-def logistic_loss(w, X, y):
-    z = X @ w
-    return jnp.mean(jnp.logaddexp(0.0, z) - y * z)
 
 
 def inner(w, t, X, y):
@@ -237,21 +233,20 @@ class HResult:
     t_hvp: float  # one Hessian-vector product of inner (timing.hvp_time)
 
 
-def _err(e: BaseException) -> str:
-    msg = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
-    return "error: " + (msg[:160] + "..." if len(msg) > 160 else msg)
+@dataclasses.dataclass
+class _Reference:
+    w: jax.Array  # w* (dense Newton)
+    g: np.ndarray  # dL/dt (dense implicit formula)
+    time: float
+    gnorm: float
+    coords: list[int]  # the FD-checked coordinates
+    fd: dict[int, float]  # central differences of L on them
+    fd_vs_ref: float
 
 
-def run(
-    repeats: int = 21, budget_s: float = 20.0, skip: dict[str, str] | None = None, log=print,
-    solvers: tuple[str, ...] = SOLVERS,
-) -> HResult:
-    t_start = time.perf_counter()
-    skip = skip or {}
-    d = make_data()
+def _reference_and_fd(d: Data, log: Callable) -> _Reference:
+    """The dense reference, and its spot check against central finite differences."""
     train, val = d.train, d.val
-
-    # reference and finite differences
     ref_fn = jax.jit(_reference)
     w_ref, g_ref = jax.block_until_ready(ref_fn(d.t, train, val, d.w0))
     ref_time = median([timed_call(ref_fn, d.t, train, val, d.w0)[0] for _ in range(3)])
@@ -270,6 +265,17 @@ def run(
     fd_vs_ref = max(abs(g_ref[i] - fd[i]) / abs(fd[i]) for i in coords)
     log(f"  reference: ||grad_w||_inf = {ref_gnorm:.1e}, ||dL/dt||_inf = {np.max(np.abs(g_ref)):.3e}, "
         f"FD check on t_{coords}: max rel. diff {fd_vs_ref:.1e}")
+    return _Reference(w_ref, g_ref, ref_time, ref_gnorm, coords, fd, fd_vs_ref)
+
+
+def run(options: Options) -> HResult:
+    options.log("[hypergrad] jax.grad through an L-BFGS solve (per-feature regularised logistic regression)")
+    repeats, budget_s, log = options.repeats_or(21, 7), options.budget_or(20.0), options.log
+    t_start = time.perf_counter()
+    d = make_data()
+    train, val = d.train, d.val
+    ref = _reference_and_fd(d, log)
+    w_ref, g_ref, fd, coords = ref.w, ref.g, ref.fd, ref.coords
 
     t_eval = eval_time(inner, w_ref, (d.t, *train))
     t_hvp = hvp_time(inner, w_ref, (d.t, *train))
@@ -278,12 +284,9 @@ def run(
     grad_inner = jax.jit(jax.grad(inner))
     rows: list[HRow] = []
     calls: dict[str, Callable] = {}
-    for name in (s for s in SOLVERS if s in solvers):
+    for name in options.pick(SOLVERS):
         row = HRow(name)
         rows.append(row)
-        if name in skip:
-            row.error = skip[name]
-            continue
         try:
             forward = FORWARDS[name](d.w0)
             fwd = jax.jit(forward)
@@ -291,9 +294,9 @@ def run(
             row.first_fwd, out = timed_call(fwd, d.t, train)
             row.first_grad, g = timed_call(grad, d.t, train, val)
         except Exception as e:  # noqa: BLE001
-            row.error = _err(e)
+            row.error = error_text(e)
             log(f"  hypergrad {name}: {row.error}")
-            if "--traceback" in sys.argv:
+            if options.traceback:
                 traceback.print_exc()
             continue
         w, iters, nfev = jax.device_get(out)
@@ -321,13 +324,13 @@ def run(
             setattr(by[name], f"n_{kind}", len(ts))
     for key, e in errors.items():
         name = key.split(":")[0]
-        by[name].error = by[name].error or _err(e)
+        by[name].error = by[name].error or error_text(e)
     for r in rows:
         if r.ratio is not None:
             log(f"  {r.solver:11s} forward {r.fwd * 1e3:.2f} ms, grad {r.grad * 1e3:.2f} ms, grad/forward {r.ratio:.2f}")
     return HResult(
-        rows, d.description, repeats, budget_s, time.perf_counter() - t_start, ref_gnorm, ref_time,
-        coords, fd_vs_ref, float(np.max(np.abs(g_ref))), t_eval, t_hvp,
+        rows, d.description, repeats, budget_s, time.perf_counter() - t_start, ref.gnorm, ref.time,
+        coords, ref.fd_vs_ref, float(np.max(np.abs(g_ref))), t_eval, t_hvp,
     )
 
 
@@ -354,7 +357,7 @@ def table(res: HResult) -> str:
     )
     lines = []
     for r in res.rows:
-        if r.rel_err is None:  # skipped, or the first calls failed
+        if r.rel_err is None:  # the first calls failed
             lines.append(f"| {LABEL[r.solver]} | {r.error} |" + " |" * 12)
             continue
         ratio = "–" if r.ratio is None else f"{r.ratio:.2f}×"
@@ -375,6 +378,8 @@ def table(res: HResult) -> str:
 
 
 def markdown(res: HResult) -> str:
+    if not res.rows:
+        return ""
     jm = next((r for r in res.rows if r.solver == "jaxmin"), None)
     if jm is not None and jm.ratio is not None:
         target = (
@@ -414,23 +419,4 @@ def markdown(res: HResult) -> str:
     return "".join(parts)
 
 
-# --------------------------------------------------------------------------- #
-# Offline calibration of Optimistix's tolerance
-# --------------------------------------------------------------------------- #
-
-
-def calibrate() -> None:
-    d = make_data()
-    grad_inner = jax.jit(jax.grad(inner))
-    for tol in (1e-6, 1e-7, 1e-8, 1e-9, 1e-10):
-        w = jax.jit(_optx_forward(d.w0, tol))(d.t, d.train)[0]
-        gn = float(jnp.max(jnp.abs(grad_inner(w, d.t, *d.train))))
-        print(f"optimistix rtol = atol = {tol:g}: ||grad_w||_inf = {gn:.2e} {'ok' if gn <= GTOL else ''}")
-
-
-if __name__ == "__main__":
-    jax.config.update("jax_enable_x64", True)
-    if "--calibrate" in sys.argv:
-        calibrate()
-    else:
-        print(markdown(run()))
+SECTION = FunctionSection("hypergrad", SOLVERS, (f"hypergrad-logistic-{N_FEATURES}",), run, markdown)

@@ -1,4 +1,4 @@
-"""Benchmark problems: objectives, data, standard starts.
+"""Benchmark problems and the constants every section shares.
 
 Every objective has the signature ``fun(x, *args) -> scalar`` where ``args`` is a
 tuple of (possibly empty) data arrays.  Data are passed as *arguments* (traced),
@@ -8,16 +8,52 @@ constant-folds an 8 MB matrix and all solvers see the same program.
 ``Problem.make_fun()`` returns a brand-new function object each time (a fresh
 closure), so JAX's / jaxmin's tracing caches, which key on function identity,
 cannot help a "first call" measurement.
+
+Extended Rosenbrock and the logistic losses are the ones of ``python -m jaxmin``
+and the tests (``jaxmin.testing._objectives``); the Hock-Schittkowski problems are
+the test suite's (``hs_module``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
+import sys
 from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxmin.testing._objectives import (
+    budget,
+    extended_rosenbrock,
+    half_squared_distance,
+    logistic_loss,
+    mean_variance,
+    ridge_logistic_loss,
+)
+
+# The common target and limits of the unconstrained and bounded sections: every
+# solver stops at max|g| <= GTOL (bounds: the projected gradient), quasi-Newton
+# history HISTORY, at most MAXITER iterations.
+GTOL = 1e-6
+HISTORY = 10
+MAXITER = 10_000
+
+__all__ = ["GTOL", "HISTORY", "MAXITER", "extended_rosenbrock", "logistic_loss", "ridge_logistic_loss",
+           "half_squared_distance", "budget", "mean_variance"]
+
+TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+
+
+def hs_module(name: str):
+    """A problem module of the test suite (``hs_problems``, ``hs_bounds``): the
+    Hock-Schittkowski problems the bounds and SQP sections run."""
+    if TESTS not in sys.path:
+        sys.path.insert(0, TESTS)
+    return importlib.import_module(name)
+
 
 # Perturbation used to build the second start for the steady-state timings:
 # x0_steady = x0 + STEADY_SCALE * N(0, 1) (fixed seed, same shape).
@@ -55,13 +91,6 @@ def _steady_start(x0: np.ndarray, seed: int = STEADY_SEED) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
-def ext_rosenbrock(x):
-    """Extended Rosenbrock (MGH 21): sum 100 (x_{2i} - x_{2i-1}^2)^2 + (1 - x_{2i-1})^2."""
-    x1 = x[0::2]
-    x2 = x[1::2]
-    return jnp.sum(100.0 * (x2 - x1**2) ** 2 + (1.0 - x1) ** 2)
-
-
 def ext_powell(x):
     """Extended Powell singular (MGH 22); singular Hessian at the minimiser 0."""
     x = x.reshape(-1, 4)
@@ -82,12 +111,6 @@ def quadratic(x, A, xstar):
     return 0.5 * jnp.dot(d, A @ d)
 
 
-def logistic(w, X, y, lam):
-    """Mean logistic loss + lam/2 ||w||^2; labels y in {0, 1}."""
-    z = X @ w
-    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * lam * jnp.dot(w, w)
-
-
 # --------------------------------------------------------------------------- #
 # Instances
 # --------------------------------------------------------------------------- #
@@ -98,7 +121,7 @@ def _rosenbrock(n: int) -> Problem:
     return Problem(
         f"rosenbrock-{n}",
         n,
-        ext_rosenbrock,
+        extended_rosenbrock,
         x0,
         _steady_start(x0),
         description=f"extended Rosenbrock, n={n}, MGH start (-1.2, 1, ...)",
@@ -162,7 +185,7 @@ def _logistic(n_features: int = 200, n_samples: int = 5000, lam: float = 1e-2, s
     return Problem(
         f"logistic-{n_features}",
         n_features,
-        logistic,
+        ridge_logistic_loss,
         x0,
         _steady_start(x0),
         args=(jnp.asarray(X), jnp.asarray(y), jnp.asarray(lam, dtype=jnp.float64)),
@@ -217,6 +240,118 @@ def batch_starts(size: int, seed: int) -> np.ndarray:
     return np.array([-1.2, 1.0]) + BATCH_SCALE * rng.standard_normal((size, 2))
 
 
-def grad_fn(problem: Problem):
-    """A jitted value_and_grad used by the harness to re-evaluate f and ||g||_inf."""
-    return jax.jit(jax.value_and_grad(problem.make_fun()))
+def batch_problem(size: int) -> Problem:
+    """``size`` Rosenbrock n=2 problems, one start per row (the batch section)."""
+    return dataclasses.replace(
+        get("rosenbrock-2"),
+        name=f"batch-rosenbrock-2x{size}",
+        x0=batch_starts(size, BATCH_SEED),
+        x0_steady=batch_starts(size, BATCH_SEED_STEADY),
+        description=f"vmap over {size} Rosenbrock n=2 problems",
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Constrained problems of medium size (the SQP section), with exact references
+# --------------------------------------------------------------------------- #
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Constrained:
+    """``min fn(x, *args)`` s.t. ``eq(x, *args) == 0``, ``ineq(x, *args) >= 0``,
+    ``lower <= x <= upper``, with its optimum ``f_star`` (and ``x_star`` if unique)."""
+
+    name: str
+    fn: Callable
+    x0: np.ndarray
+    f_star: float
+    x_star: np.ndarray | None = None
+    eq: Callable | None = None
+    ineq: Callable | None = None
+    bounds: tuple | None = None  # (lower, upper) arrays
+    args: tuple = ()
+    description: str = ""
+
+    @property
+    def n(self) -> int:
+        return int(self.x0.shape[0])
+
+
+def project_simplex(p: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto {x >= 0, sum(x) = 1} by sorting (Held, Wolfe &
+    Crowder 1974; Duchi et al. 2008): ``max(p - tau, 0)``."""
+    u = np.sort(p)[::-1]
+    css = np.cumsum(u) - 1.0
+    k = np.nonzero(u * np.arange(1, p.size + 1) > css)[0][-1]
+    return np.maximum(p - css[k] / (k + 1), 0.0)
+
+
+def _nonnegative(n: int) -> tuple:
+    return np.zeros(n), np.full(n, np.inf)
+
+
+def simplex_projection(n: int) -> Constrained:
+    """The projection of p ~ N(0, I) (seed n, as in tests/test_sqp_float32.py)."""
+    seed = n
+    p = np.random.default_rng(seed).standard_normal(n)
+    x_star = project_simplex(p)
+    return Constrained(
+        f"simplex-projection-{n}", half_squared_distance, np.full(n, 1.0 / n),
+        float(0.5 * np.sum((x_star - p) ** 2)), x_star, eq=budget, bounds=_nonnegative(n),
+        args=(jnp.asarray(p),),
+        description=f"½‖x − p‖², sum(x) = 1, x ≥ 0, n = {n}, p ~ N(0, I) (seed {seed}), x0 = 1/n; "
+        "x* by sorting",
+    )
+
+
+def _mean_variance_reference(mu, sigma, gamma, iters: int = 3000) -> np.ndarray:
+    """The minimiser of ``mean_variance`` on the simplex: accelerated projected
+    gradient (Beck & Teboulle 2009) finds the support, the KKT system on that support
+    gives x* exactly, and the KKT conditions are then checked (x*_i > 0 on the
+    support; on its complement the gradient exceeds the budget's multiplier)."""
+    grad = lambda w: gamma * sigma @ w - mu  # noqa: E731
+    step = 1.0 / (gamma * np.linalg.eigvalsh(sigma)[-1])
+    w = y = np.full(mu.size, 1.0 / mu.size)
+    t = 1.0
+    for _ in range(iters):
+        w_next = project_simplex(y - step * grad(y))
+        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        y, w, t = w_next + (t - 1.0) / t_next * (w_next - w), w_next, t_next
+    free = w > 1e-9
+    m = int(free.sum())
+    kkt = np.zeros((m + 1, m + 1))
+    kkt[:m, :m], kkt[:m, m], kkt[m, :m] = gamma * sigma[np.ix_(free, free)], 1.0, 1.0
+    sol = np.linalg.solve(kkt, np.r_[mu[free], 1.0])
+    x = np.zeros(mu.size)
+    x[free] = sol[:m]
+    reduced = grad(x) + sol[m]  # = the bound multipliers: 0 on the support, >= 0 off it
+    if x[free].min() <= 0 or (~free).any() and reduced[~free].min() < -1e-12:
+        raise RuntimeError("mean-variance reference: the KKT conditions do not hold")
+    return x
+
+
+def portfolio(n: int = 500, gamma: float = 10.0, seed: int = 0) -> Constrained:
+    """Mean-variance portfolio (the form of notebooks/03_constrained.ipynb, random
+    data): one-factor correlation 0.3, volatilities 5-30 %, returns 3-15 %."""
+    rng = np.random.default_rng(seed)
+    mu = 0.03 + 0.12 * rng.uniform(size=n)
+    vol = 0.05 + 0.25 * rng.uniform(size=n)
+    sigma = (0.3 + 0.7 * np.eye(n)) * np.outer(vol, vol) + 1e-3 * np.diag(rng.uniform(size=n))
+    x_star = _mean_variance_reference(mu, sigma, gamma)
+    f_star = float(0.5 * gamma * x_star @ sigma @ x_star - mu @ x_star)
+    return Constrained(
+        f"portfolio-{n}", mean_variance, np.full(n, 1.0 / n), f_star, x_star, eq=budget,
+        bounds=_nonnegative(n), args=(jnp.asarray(mu), jnp.asarray(sigma), jnp.asarray(gamma)),
+        description=f"Markowitz mean-variance, {n} assets: γ/2 wᵀΣw − μᵀw, γ = {gamma:g}, sum(w) = 1, "
+        f"w ≥ 0, w0 = 1/n; μ ~ U(3 %, 15 %), σ ~ U(5 %, 30 %), correlation 0.3 (seed {seed}); "
+        f"x* from the KKT system on the support found by FISTA ({int((x_star > 0).sum())} assets held)",
+    )
+
+
+# name -> builder; the SQP section's medium-size problems
+CONSTRAINED: dict[str, Callable[[], Constrained]] = {
+    "simplex-projection-10": lambda: simplex_projection(10),
+    "simplex-projection-200": lambda: simplex_projection(200),
+    "simplex-projection-1000": lambda: simplex_projection(1000),
+    "portfolio-500": lambda: portfolio(500),
+}

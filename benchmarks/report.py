@@ -10,8 +10,10 @@ from importlib import metadata
 
 import numpy as np
 
-from .runners import GTOL, NEWTON_REFERENCE, PEER_LABELS
-from .suite import Row
+from .problems import GTOL
+from .protocol import Options
+from .runners import PEER_LABELS
+from .suite import HarnessResult, Row
 
 
 def fmt_time(t: float | None) -> str:
@@ -36,7 +38,7 @@ def _fmt_f(f: float | None) -> str:
     return "–" if f is None else f"{f:.3e}"
 
 
-def _label(name: str) -> str:
+def label(name: str) -> str:
     return PEER_LABELS.get(name, name)
 
 
@@ -67,13 +69,13 @@ def problem_table(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         if r.error:
-            lines.append(f"| {r.problem} | {_label(r.solver)} | {r.error} | | | | | | | | |")
+            lines.append(f"| {r.problem} | {label(r.solver)} | {r.error} | | | | | | | | |")
             continue
         ratio = "–" if r.ratio is None else f"{r.ratio:.2f}×"
         floor = fmt_time(r.floor) if r.floor is not None else ""
         g = "–" if r.gnorm is None else f"{r.gnorm:.1e} / {r.gnorm_s:.1e} {'✓' if r.met_target else '✗'}"
         lines.append(
-            f"| {r.problem} | {_label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
+            f"| {r.problem} | {label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
             f"{_pair(r.iters, r.iters_s)} | {_pair(r.nfev, r.nfev_s)} | {g} | {_fmt_f(r.f)} | "
             f"{floor} | {_notes(r)} |"
         )
@@ -88,9 +90,9 @@ def _fmt_ratio(x: float) -> str:
     return f"{x:.2f}×" if x >= 0.095 else f"{x:.2g}×"
 
 
-def newton_table(rows: list[Row]) -> str:
-    """The Newton-CG section: HVPs and evaluations + HVPs, ratio to SciPy Newton-CG."""
-    ref = _label(NEWTON_REFERENCE)
+def newton_table(rows: list[Row], reference: str) -> str:
+    """The Newton-CG section: HVPs and evaluations + HVPs, ratio to ``reference``."""
+    ref = label(reference)
     head = (
         f"| problem | solver | first call | steady | × {ref} | iters (std / steady start) | "
         "evals (std / steady) | HVPs (std / steady) | evals + HVPs (std / steady) | "
@@ -100,34 +102,31 @@ def newton_table(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         if r.error:
-            lines.append(f"| {r.problem} | {_label(r.solver)} | {r.error} | | | | | | | | | |")
+            lines.append(f"| {r.problem} | {label(r.solver)} | {r.error} | | | | | | | | | |")
             continue
         ratio = "–" if r.ratio is None else _fmt_ratio(r.ratio)
         floor = fmt_time(r.floor) if r.floor is not None else ""
         g = "–" if r.gnorm is None else f"{r.gnorm:.1e} / {r.gnorm_s:.1e} {'✓' if r.met_target else '✗'}"
         lines.append(
-            f"| {r.problem} | {_label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
+            f"| {r.problem} | {label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
             f"{_pair(r.iters, r.iters_s)} | {_pair(r.nfev, r.nfev_s)} | {_pair(r.nhvp, r.nhvp_s)} | "
             f"{_pair(_sum(r.nfev, r.nhvp), _sum(r.nfev_s, r.nhvp_s))} | {g} | {floor} | {_notes(r)} |"
         )
     return head + "\n".join(lines) + "\n"
 
 
-def newton_summary(problem_rows: list[list[Row]], solvers=("jaxmin-ncg", "jaxmin-ncg-jit")) -> str:
+def newton_summary(problem_rows: list[list[Row]], reference: str, solvers=("jaxmin-ncg", "jaxmin-ncg-jit")) -> str:
     """The issue's targets, per jaxmin Newton-CG variant: steady ≤ 0.1× SciPy
     Newton-CG on every problem, and evaluations + HVPs ≤ SciPy Newton-CG's (median
     over problems of the per-problem ratio, for each start)."""
-    ref_label = _label(NEWTON_REFERENCE)
+    ref_label = label(reference)
     out = []
     for name in solvers:
         times, work_std, work_s, missing, unmet = [], [], [], [], []
         for rows in problem_rows:
             by = {r.solver: r for r in rows}
-            mine, ref = by.get(name), by.get(NEWTON_REFERENCE)
+            mine, ref = by.get(name), by.get(reference)
             if mine is None:
-                continue
-            if mine.error and mine.error.startswith("skipped: jaxmin"):
-                missing.append(mine.error)
                 continue
             if mine.error or ref is None or ref.error or mine.steady is None or ref.steady is None:
                 missing.append(mine.problem)
@@ -142,16 +141,14 @@ def newton_summary(problem_rows: list[list[Row]], solvers=("jaxmin-ncg", "jaxmin
             if w_ref_s and _sum(mine.nfev_s, mine.nhvp_s) is not None:
                 work_s.append(_sum(mine.nfev_s, mine.nhvp_s) / w_ref_s)
         if not times:
-            if missing and all(m.startswith("skipped: jaxmin") for m in missing):
-                out.append(f"- **{_label(name)}**: {missing[0]}\n")
-            elif missing:
-                out.append(f"- **{_label(name)}**: no comparison (not run, or no {ref_label} time, on: "
+            if missing:
+                out.append(f"- **{label(name)}**: no comparison (not run, or no {ref_label} time, on: "
                            f"{', '.join(missing)})\n")
             continue
         n_ok = sum(t <= 0.1 for t, _ in times)
         worst_t, worst_p = max(times)
         line = (
-            f"- **{_label(name)}**: steady ≤ 0.1× {ref_label} on {n_ok} of {len(times)} problems "
+            f"- **{label(name)}**: steady ≤ 0.1× {ref_label} on {n_ok} of {len(times)} problems "
             f"(worst {_fmt_ratio(worst_t)} on {worst_p}; median {_fmt_ratio(float(np.median([t for t, _ in times])))}) "
             f"{'✓' if n_ok == len(times) else '✗'}; evals + HVPs / {ref_label}'s, median over "
             f"problems: {float(np.median(work_std)):.2f} (standard start), "
@@ -175,7 +172,7 @@ def batch_table(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         if r.error:
-            lines.append(f"| {r.problem} | {_label(r.solver)} | {r.error} | | | | | | | |")
+            lines.append(f"| {r.problem} | {label(r.solver)} | {r.error} | | | | | | | |")
             continue
         ratio = "–" if r.ratio is None else f"{r.ratio:.2f}×"
         its = np.asarray(r.iters)
@@ -184,7 +181,7 @@ def batch_table(rows: list[Row]) -> str:
         if r.gnorm_s is not None and r.gnorm_s > GTOL:
             notes.append(f"steady batch max ‖g‖∞={r.gnorm_s:.1e} ✗")
         lines.append(
-            f"| {r.problem} | {_label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
+            f"| {r.problem} | {label(r.solver)} | {fmt_time(r.first)} | {_steady_cell(r)} | {ratio} | "
             f"{its.mean():.1f}/{its.max()} | {ev.mean():.1f}/{ev.max()} | {_fmt_g(r.gnorm)} | "
             f"{r.n_conv}/{r.batch} | {'; '.join(notes)} |"
         )
@@ -231,20 +228,27 @@ def machine_info(command: str) -> str:
     )
 
 
-def plot(
-    problem_rows: list[list[Row]],
-    batch_rows: list[Row],
-    path: str,
-    title: str = "Steady-state solve time (hatched: did not reach ‖g‖∞ ≤ 1e-6)",
-) -> None:
-    """One group of bars per problem (and the batch), one bar per timed solver."""
+def write_chart(result: HarnessResult, options: Options, suffix: str, title: str) -> None:
+    """The chart of a harness section, ``options.out + suffix + ".png"``, when the
+    report is written to a file; its file name goes to ``result.chart``."""
+    if options.out is None or not any(r.steady is not None for rows in result.rows for r in rows):
+        return
+    path = options.out + suffix + ".png"
+    try:
+        plot(result.rows, path, title)
+        result.chart = os.path.basename(path)
+    except Exception as e:  # noqa: BLE001
+        options.log(f"plot failed: {type(e).__name__}: {e}")
+
+
+def plot(problem_rows: list[list[Row]], path: str, title: str) -> None:
+    """One group of bars per problem, one bar per timed solver."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [rows for rows in problem_rows if rows] + ([batch_rows] if batch_rows else [])
-    groups = [g for g in groups if any(r.steady is not None for r in g)]
+    groups = [rows for rows in problem_rows if any(r.steady is not None for r in rows)]
     if not groups:
         return
     solvers: list[str] = []
@@ -263,7 +267,7 @@ def plot(
             x = i + (k - (len(timed) - 1) / 2) * width
             ax.bar(
                 x, r.steady, width, color=color[r.solver],
-                label=None if r.solver in labelled else _label(r.solver),
+                label=None if r.solver in labelled else label(r.solver),
                 hatch="" if r.met_target else "//",
             )
             labelled.add(r.solver)

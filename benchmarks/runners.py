@@ -21,18 +21,13 @@ that target and how evaluations are counted.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .problems import Problem
-
-GTOL = 1e-6
-HISTORY = 10
-MAXITER = 10_000
+from .problems import GTOL, HISTORY, MAXITER, Problem
 
 # Optimistix terminates on small steps (Cauchy criterion on both y and f, with the
 # max-norm), not on the gradient.  rtol = atol = OPTX_TOL[problem] was chosen as the
@@ -103,86 +98,94 @@ class _JittedRunner(Runner):
 
 
 # --------------------------------------------------------------------------- #
-# jaxmin
+# jaxmin LBFGS, called directly or inside jax.jit (the runner classes serve NewtonCG too)
 # --------------------------------------------------------------------------- #
 
 
-def jaxmin_available() -> tuple[bool, str]:
-    try:
-        import jaxmin as jm
-    except Exception as e:  # noqa: BLE001
-        return False, f"import jaxmin failed: {type(e).__name__}: {e}"
-    missing = [a for a in ("minimize", "LBFGS") if not hasattr(jm, a)]
-    if missing:
-        return False, f"jaxmin has no {', '.join(missing)} yet"
-    return True, ""
-
-
-def _jaxmin_solver():
+def _jaxmin_lbfgs():
     import jaxmin as jm
 
     # Default line search of jm.LBFGS; history 10; gradient target GTOL (inf-norm).
     return jm.LBFGS(history_size=HISTORY, gtol=GTOL)
 
 
+def _status_note(sol) -> str:
+    import jaxmin as jm
+
+    if bool(sol.success):
+        return ""
+    status = int(sol.status)
+    try:
+        return f"status {jm.Status(status).name}"
+    except ValueError:
+        return f"status {status}"
+
+
 class JaxminRunner(Runner):
     """``jm.minimize`` called directly: it is compiled and cached by jaxmin itself."""
 
-    name = "jaxmin"
-
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, solver, name: str, hvp: bool = False):
         import jaxmin as jm
 
-        self._jm = jm
+        self.name = name
+        self._minimize = jm.minimize
         self._fun = problem.make_fun()
-        self._solver = _jaxmin_solver()
+        self._solver = solver
         self._args = problem.args
+        self._hvp = hvp
 
     def __call__(self, x0):
-        return self._jm.minimize(self._fun, x0, self._solver, args=self._args, max_steps=MAXITER)
+        return self._minimize(self._fun, x0, self._solver, args=self._args, max_steps=MAXITER)
 
     def result(self, sol) -> Result:
-        success = bool(sol.success)
-        note = ""
-        if not success:
-            status = int(sol.status)
-            try:
-                note = f"status {self._jm.Status(status).name}"
-            except Exception:  # noqa: BLE001
-                note = f"status {status}"
-        return Result(np.asarray(sol.x), int(sol.num_steps), int(sol.num_fun_evals), success, note)
+        return Result(
+            np.asarray(sol.x), int(sol.num_steps), int(sol.num_fun_evals), bool(sol.success),
+            _status_note(sol), nhvp=int(sol.num_hvp_evals) if self._hvp else None,
+        )
 
 
-def make_jaxmin(problem: Problem) -> Runner:
-    return JaxminRunner(problem)
-
-
-def make_jaxmin_jit(problem: Problem) -> Runner:
+def jaxmin_jitted(problem: Problem, solver, name: str, hvp: bool = False, batched: bool = False) -> Runner:
     """``jm.minimize`` inside ``jax.jit``, returning what the peers' jitted runners
     return: the same treatment as the JAX peers (no Python-side dispatch per call)."""
     import jaxmin as jm
 
     fun = problem.make_fun()
-    solver = _jaxmin_solver()
 
     def solve(x0, args):
         sol = jm.minimize(fun, x0, solver, args=args, max_steps=MAXITER)
-        return sol.x, sol.num_steps, sol.num_fun_evals, sol.success
+        out = (sol.x, sol.num_steps, sol.num_fun_evals, sol.success)
+        return (*out, sol.num_hvp_evals) if hvp else out
 
-    return _JittedRunner("jaxmin-jit", solve, problem.args)
+    return _JittedRunner(name, solve, problem.args, batched=batched)
+
+
+def make_jaxmin(problem: Problem) -> Runner:
+    return JaxminRunner(problem, _jaxmin_lbfgs(), "jaxmin")
+
+
+def make_jaxmin_jit(problem: Problem) -> Runner:
+    return jaxmin_jitted(problem, _jaxmin_lbfgs(), "jaxmin-jit")
 
 
 def make_batch_jaxmin(problem: Problem) -> Runner:
-    import jaxmin as jm
+    return jaxmin_jitted(problem, _jaxmin_lbfgs(), "jaxmin", batched=True)
 
-    fun = problem.make_fun()
-    solver = _jaxmin_solver()
 
-    def solve(x0, args):
-        sol = jm.minimize(fun, x0, solver, args=args, max_steps=MAXITER)
-        return sol.x, sol.num_steps, sol.num_fun_evals, sol.success
+# --------------------------------------------------------------------------- #
+# SciPy: NumPy callables from jitted JAX functions
+# --------------------------------------------------------------------------- #
 
-    return _JittedRunner("jaxmin", solve, problem.args, batched=True)
+
+def numpy_value_and_grad(fun: Callable) -> Callable:
+    """``fg(x, *args) -> (float, float64 array)`` from a jitted ``jax.value_and_grad``:
+    what every SciPy solver of the benchmarks calls (``jac=True``)."""
+    vg = jax.jit(jax.value_and_grad(fun))
+
+    def fg(x, *args):
+        v, g = vg(x, *args)
+        return float(v), np.asarray(g, dtype=np.float64)
+
+    return fg
 
 
 # --------------------------------------------------------------------------- #
@@ -207,13 +210,7 @@ class ScipyRunner(Runner):
 
         self._minimize = minimize
         self.batched = batched
-        vg = jax.jit(jax.value_and_grad(problem.make_fun()))
-
-        def fg(x, *args):
-            v, g = vg(x, *args)
-            return float(v), np.asarray(g, dtype=np.float64)
-
-        self._fg = fg
+        self._fg = numpy_value_and_grad(problem.make_fun())
         self._args = problem.args
 
     def _one(self, x0):
@@ -414,197 +411,16 @@ def make_batch_jaxopt(problem: Problem) -> Runner:
 
 
 # --------------------------------------------------------------------------- #
-# Newton-CG section: jaxmin NewtonCG against SciPy Newton-CG and trust-ncg
+# A time limit for SciPy solves (the Newton-CG section's runners)
 # --------------------------------------------------------------------------- #
 
-# SciPy's Newton-CG has no gradient test: it stops when the 1-norm of the last step
-# is <= n * xtol.  SCIPY_NCG_XTOL[problem] is the LOOSEST xtol of the ladder
-# 1e-5 (SciPy's default), 1e-6, ..., 1e-10 that reaches ||g||_inf <= 1e-6 from both
-# the standard and the steady start (`python -m benchmarks.calibrate_newton`).  Like
-# OPTX_TOL this is an oracle, per-problem tuning in SciPy's favour.  A single global
-# value would have to be 1e-7 or 1e-8 (1e-6 misses the target on rosenbrock-100/10000
-# and broyden-tri-1000; from 1e-9 on, powell-1000 meets the target but never
-# satisfies the step test and runs to maxiter = 10000 iterations, ~6 s).
-SCIPY_NCG_XTOL_DEFAULT = 1e-8
-SCIPY_NCG_XTOL: dict[str, float] = {
-    "rosenbrock-2": 1e-6,
-    "rosenbrock-100": 1e-7,
-    "rosenbrock-1000": 1e-6,
-    "rosenbrock-10000": 1e-7,
-    "powell-1000": 1e-5,
-    "broyden-tri-1000": 1e-7,
-    "quadratic-1000": 1e-5,
-    "logistic-200": 1e-5,
-}
-
-# trust-ncg stops on ||g||_2 < gtol; gtol = GTOL on the 2-norm guarantees the
-# inf-norm target (||g||_inf <= ||g||_2) and is the loosest value that does.
-SCIPY_TRUST_NCG_GTOL = GTOL
-
-# A SciPy Newton-type solve that runs longer than this many seconds is aborted and
-# its row reads "skipped: over budget" (set by `--newton-solve-limit`).
+# A SciPy Newton-type solve that runs longer than this many seconds is aborted from
+# inside its callbacks and its row reads "skipped: over budget".
 NEWTON_SOLVE_LIMIT_S = 20.0
 
 
 class OverBudget(Exception):
     """Raised from inside a SciPy callback when one solve exceeds its time limit."""
-
-
-def jaxmin_newton_available() -> tuple[bool, str]:
-    ok, why = jaxmin_available()
-    if not ok:
-        return ok, why
-    import jaxmin as jm
-
-    if not hasattr(jm, "NewtonCG"):
-        return False, "jaxmin has no NewtonCG yet"
-    return True, ""
-
-
-def _jaxmin_newton_solver():
-    import jaxmin as jm
-
-    # Default linear solver (truncated CG) and line search; gradient target GTOL
-    # (inf-norm), the same stopping rule as jm.LBFGS.
-    return jm.NewtonCG(gtol=GTOL)
-
-
-def _status_note(jm, sol) -> str:
-    if bool(sol.success):
-        return ""
-    status = int(sol.status)
-    try:
-        return f"status {jm.Status(status).name}"
-    except Exception:  # noqa: BLE001
-        return f"status {status}"
-
-
-class JaxminNewtonRunner(Runner):
-    """``jm.minimize(fn, x0, jm.NewtonCG(gtol=1e-6), ...)`` called directly."""
-
-    name = "jaxmin-ncg"
-
-    def __init__(self, problem: Problem):
-        import jaxmin as jm
-
-        self._jm = jm
-        self._fun = problem.make_fun()
-        self._solver = _jaxmin_newton_solver()
-        self._args = problem.args
-
-    def __call__(self, x0):
-        return self._jm.minimize(self._fun, x0, self._solver, args=self._args, max_steps=MAXITER)
-
-    def result(self, sol) -> Result:
-        return Result(
-            np.asarray(sol.x),
-            int(sol.num_steps),
-            int(sol.num_fun_evals),
-            bool(sol.success),
-            _status_note(self._jm, sol),
-            nhvp=int(sol.num_hvp_evals),
-        )
-
-
-def make_jaxmin_ncg(problem: Problem) -> Runner:
-    return JaxminNewtonRunner(problem)
-
-
-def make_jaxmin_ncg_jit(problem: Problem) -> Runner:
-    """``jm.minimize(..., jm.NewtonCG(...))`` inside ``jax.jit``."""
-    import jaxmin as jm
-
-    fun = problem.make_fun()
-    solver = _jaxmin_newton_solver()
-
-    def solve(x0, args):
-        sol = jm.minimize(fun, x0, solver, args=args, max_steps=MAXITER)
-        return sol.x, sol.num_steps, sol.num_fun_evals, sol.success, sol.num_hvp_evals
-
-    return _JittedRunner("jaxmin-ncg-jit", solve, problem.args)
-
-
-def scipy_ncg_xtol(problem: Problem) -> float:
-    return SCIPY_NCG_XTOL.get(problem.name, SCIPY_NCG_XTOL_DEFAULT)
-
-
-class ScipyNewtonRunner(Runner):
-    """``scipy.optimize.minimize(method="Newton-CG" | "trust-ncg", jac=True, hessp=...)``.
-
-    ``fg`` is a jitted ``jax.value_and_grad`` returning ``(float, float64 array)`` (as
-    for L-BFGS-B); ``hessp(x, p)`` is a jitted forward-over-reverse product
-    ``jax.jvp(jax.grad(f), (x,), (p,))[1]`` returned as a float64 array.  Both check a
-    per-solve deadline (one ``perf_counter`` call, ~50 ns) and raise ``OverBudget``
-    past it.  Iterations / evaluations / HVPs are SciPy's own ``nit`` / ``nfev`` /
-    ``nhev`` (see ``check_evals`` for the cross-check against real call counts).
-    """
-
-    def __init__(self, problem: Problem, method: str, options: dict, name: str):
-        from scipy.optimize import minimize
-
-        self.name = name
-        self._minimize = minimize
-        self._method = method
-        self._options = options
-        self.limit_s = NEWTON_SOLVE_LIMIT_S
-        self._deadline = float("inf")
-        fun = problem.make_fun()
-        vg = jax.jit(jax.value_and_grad(fun))
-        grad = jax.grad(fun)
-        hvp = jax.jit(lambda x, p, *args: jax.jvp(lambda y: grad(y, *args), (x,), (p,))[1])
-        clock = time.perf_counter
-
-        def fg(x, *args):
-            if clock() > self._deadline:
-                raise OverBudget(f"one solve took > {self.limit_s:g} s")
-            v, g = vg(x, *args)
-            return float(v), np.asarray(g, dtype=np.float64)
-
-        def hessp(x, p, *args):
-            if clock() > self._deadline:
-                raise OverBudget(f"one solve took > {self.limit_s:g} s")
-            return np.asarray(hvp(x, p, *args), dtype=np.float64)
-
-        self._fg = fg
-        self._hessp = hessp
-        self._args = problem.args
-
-    def __call__(self, x0):
-        self._deadline = time.perf_counter() + self.limit_s
-        try:
-            return self._minimize(
-                self._fg,
-                np.asarray(x0, dtype=np.float64),
-                args=self._args,
-                jac=True,
-                hessp=self._hessp,
-                method=self._method,
-                options=self._options,
-            )
-        finally:
-            self._deadline = float("inf")
-
-    def result(self, res) -> Result:
-        msg = res.message if isinstance(res.message, str) else str(res.message)
-        return Result(
-            np.asarray(res.x),
-            int(res.nit),
-            int(res.nfev),
-            bool(res.success),
-            "" if res.success else msg,
-            nhvp=int(res.nhev),
-        )
-
-
-def make_scipy_ncg(problem: Problem, xtol: float | None = None) -> Runner:
-    xtol = scipy_ncg_xtol(problem) if xtol is None else xtol
-    return ScipyNewtonRunner(problem, "Newton-CG", dict(xtol=xtol, maxiter=MAXITER), "scipy-ncg")
-
-
-def make_scipy_trust_ncg(problem: Problem) -> Runner:
-    return ScipyNewtonRunner(
-        problem, "trust-ncg", dict(gtol=SCIPY_TRUST_NCG_GTOL, maxiter=MAXITER), "scipy-trust-ncg"
-    )
 
 
 # --------------------------------------------------------------------------- #
@@ -630,20 +446,6 @@ BATCH: dict[str, Callable[[Problem], Runner]] = {
     "optimistix-bfgs": make_batch_optimistix_bfgs,
     "jaxopt": make_batch_jaxopt,
 }
-
-# The Newton-CG section (same single problems); the ratio column is relative to
-# "scipy-ncg".
-NEWTON: dict[str, Callable[[Problem], Runner]] = {
-    "jaxmin-ncg": make_jaxmin_ncg,
-    "jaxmin-ncg-jit": make_jaxmin_ncg_jit,
-    "scipy-ncg": make_scipy_ncg,
-    "scipy-trust-ncg": make_scipy_trust_ncg,
-}
-NEWTON_REFERENCE = "scipy-ncg"
-
-# The hypergradient section (benchmarks/hypergrad.py; its own problem and functions):
-# the keys --solvers accepts for it.
-HYPERGRAD = ("jaxmin", "optimistix", "jaxopt")
 
 PEER_LABELS = {
     "jaxmin": "jaxmin LBFGS",

@@ -19,7 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import problems as P
 from . import runners as R
+from .problems import GTOL, HISTORY, MAXITER, ridge_logistic_loss
+from .protocol import FunctionSection, Options
 from .timing import timed_call
 
 SIZES = (1, 10, 100, 1000, 10_000)
@@ -39,8 +42,7 @@ def rosenbrock(x, b):
 
 def logistic(w, X, y):
     """Mean logistic loss + ½·λ‖w‖² of one small data set."""
-    z = X @ w
-    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * LOGISTIC_L2 * jnp.dot(w, w)
+    return ridge_logistic_loss(w, X, y, LOGISTIC_L2)
 
 
 @dataclasses.dataclass
@@ -51,9 +53,8 @@ class Batch:
     args: tuple  # each (B, ...)
 
 
-def rosenbrock_batch(size: int, seed: int = 2024) -> Batch:
-    rng = np.random.default_rng(seed)
-    x0 = np.array([-1.2, 1.0]) + 0.1 * rng.standard_normal((size, 2))
+def rosenbrock_batch(size: int) -> Batch:
+    x0 = P.batch_starts(size, P.BATCH_SEED)
     return Batch("rosenbrock-2", rosenbrock, jnp.asarray(x0), (jnp.full(size, 100.0),))
 
 
@@ -77,10 +78,10 @@ def slow_member_batch(size: int) -> Batch:
 def _jaxmin(fn, dense: bool = False):
     import jaxmin as jm
 
-    solver = jm.BFGS(gtol=R.GTOL) if dense else jm.LBFGS(history_size=R.HISTORY, gtol=R.GTOL)
+    solver = jm.BFGS(gtol=GTOL) if dense else jm.LBFGS(history_size=HISTORY, gtol=GTOL)
 
     def solve(x0, args):
-        sol = jm.minimize(fn, x0, solver, args=args, max_steps=R.MAXITER)
+        sol = jm.minimize(fn, x0, solver, args=args, max_steps=MAXITER)
         return sol.x, sol.num_steps
 
     return solve
@@ -90,7 +91,7 @@ def _optx(fn, bfgs: bool):
     import optimistix as optx
 
     tol = R.OPTX_TOL_BATCH
-    solver = optx.BFGS(rtol=tol, atol=tol) if bfgs else optx.LBFGS(rtol=tol, atol=tol, history_length=R.HISTORY)
+    solver = optx.BFGS(rtol=tol, atol=tol) if bfgs else optx.LBFGS(rtol=tol, atol=tol, history_length=HISTORY)
     solve = R._optx_solve(fn, solver)
     return lambda x0, args: solve(x0, args)[:2]
 
@@ -134,13 +135,7 @@ class ScipyLoop:
         from scipy.optimize import minimize
 
         self._minimize = minimize
-        vg = jax.jit(jax.value_and_grad(fn))
-
-        def fg(x, *args):
-            v, g = vg(x, *args)
-            return float(v), np.asarray(g, dtype=np.float64)
-
-        self._fg = fg
+        self._fg = R.numpy_value_and_grad(fn)
 
     def __call__(self, x0, args):
         x0, args = np.asarray(x0), [np.asarray(a) for a in args]
@@ -175,24 +170,29 @@ def _gnorm(fn):
     return lambda x, args: np.asarray(vg(jnp.asarray(x), tuple(a[: len(x)] for a in args)))
 
 
-def _measure(call, x0, args, check) -> Cell:
+def _measure(call, x0, args, check, repeats: int | None = None, budget_s: float = BUDGET_S) -> Cell:
+    """First call, then repeats (``None``: MIN_REPEATS…MAX_REPEATS, until TARGET_S)
+    within ``budget_s``."""
     cell = Cell()
     cell.first, (x, iters) = timed_call(call, x0, args)
     g = check(x, args)
     iters = np.asarray(iters)
     cell.solved, cell.iters_mean, cell.iters_max = len(x), float(iters.mean()), int(iters.max())
-    cell.gnorm, cell.converged = float(g.max()), int((g <= R.GTOL).sum())
+    cell.gnorm, cell.converged = float(g.max()), int((g <= GTOL).sum())
     times = []
-    while len(times) < MAX_REPEATS and (len(times) < MIN_REPEATS or sum(times) < TARGET_S):
+    low, high = (MIN_REPEATS, MAX_REPEATS) if repeats is None else (repeats, repeats)
+    while len(times) < high and (len(times) < low or sum(times) < TARGET_S):
         times.append(timed_call(call, x0, args)[0])
-        if sum(times) > BUDGET_S:
+        if sum(times) > budget_s:
             break
     cell.seconds = float(np.median(times))
     return cell
 
 
-def run_throughput(make_batch, sizes, solvers, log) -> dict[str, dict[int, Cell]]:
+def run_throughput(make_batch, sizes, options: Options) -> dict[str, dict[int, Cell]]:
     """{solver: {size: Cell}} for one problem."""
+    solvers, log = options.pick(SOLVERS), options.log
+    budget_s = options.budget_or(BUDGET_S)
     fn = make_batch(1).fn
     check = _gnorm(fn)
     calls = {}
@@ -215,13 +215,13 @@ def run_throughput(make_batch, sizes, solvers, log) -> dict[str, dict[int, Cell]
                 out[name][size] = Cell(note="skipped (over budget)")
                 continue
             try:
-                cell = out[name][size] = _measure(call, b.x0, b.args, check)
+                cell = out[name][size] = _measure(call, b.x0, b.args, check, options.repeats, budget_s)
             except Exception as e:  # noqa: BLE001
                 out[name][size] = Cell(note=f"error: {type(e).__name__}")
                 log(f"  {b.name} B={size} {name}: {type(e).__name__}: {e}")
                 continue
             following = [s for s in sizes if s > size]
-            if following and cell.seconds * following[0] / size > BUDGET_S:
+            if following and cell.seconds * following[0] / size > budget_s:
                 over.add(name)
             log(f"  {b.name:14s} B={size:<6d} {name:16s} {cell.seconds * 1e3:10.2f} ms  "
                 f"{cell.rate:12.0f} problems/s  iters {cell.iters_mean:.1f}/{cell.iters_max}  "
@@ -229,20 +229,21 @@ def run_throughput(make_batch, sizes, solvers, log) -> dict[str, dict[int, Cell]
     return out
 
 
-def run_slow_member(size: int, log) -> list[tuple[str, Cell]]:
-    """vmap vs compaction when member 0 needs ~15x the steps of the others."""
+def run_slow_member(size: int, options: Options) -> list[tuple[str, Cell]]:
+    """vmap vs compaction when member 0 needs ~15x the steps of the others (the
+    jaxmin cases when "jaxmin" is selected, Optimistix BFGS's when it is)."""
     from jaxmin import LBFGS
     from jaxmin import minimize_batch
 
     fast, slow = rosenbrock_batch(size), slow_member_batch(size)
     check = _gnorm(rosenbrock)
-    solver = LBFGS(history_size=R.HISTORY, gtol=R.GTOL)
+    solver = LBFGS(history_size=HISTORY, gtol=GTOL)
     vmapped = batched(_jaxmin(rosenbrock))
-    optx_bfgs = batched(JAX_SOLVERS["optimistix-bfgs"](rosenbrock))
+    optx_bfgs = batched(JAX_SOLVERS["optimistix-bfgs"](rosenbrock)) if options.pick(("optimistix-bfgs",)) else None
 
     def compact(chunk):
         def call(x0, args):
-            sol = minimize_batch(rosenbrock, x0, solver, args, max_steps=R.MAXITER, chunk=chunk)
+            sol = minimize_batch(rosenbrock, x0, solver, args, max_steps=MAXITER, chunk=chunk)
             return sol.x, sol.num_steps
 
         return call
@@ -261,9 +262,11 @@ def run_slow_member(size: int, log) -> list[tuple[str, Cell]]:
         ("Optimistix BFGS vmap, one slow", optx_bfgs, slow),
     ]
     for label, call, b in cases:
-        cell = _measure(call, b.x0, b.args, check)
+        if call is None:  # Optimistix BFGS not selected
+            continue
+        cell = _measure(call, b.x0, b.args, check, options.repeats, options.budget_or(BUDGET_S))
         rows.append((label, cell))
-        log(f"  slow-member B={size}: {label:45s} {cell.seconds * 1e3:9.2f} ms  iters "
+        options.log(f"  slow-member B={size}: {label:45s} {cell.seconds * 1e3:9.2f} ms  iters "
             f"{cell.iters_mean:.1f}/{cell.iters_max}  conv {cell.converged}/{cell.solved}")
     return rows
 
@@ -277,18 +280,25 @@ class ScalingResult:
     elapsed: float
 
 
-def run(quick: bool, log, solvers=None) -> ScalingResult:
+SOLVERS = (*JAX_SOLVERS, "scipy")
+# --only names: the two throughput tables and the slow-member experiment
+PROBLEMS = {"scaling-rosenbrock-2": rosenbrock_batch, "scaling-logistic-8x64": logistic_batch}
+SLOW = "scaling-slow-member"
+
+
+def run(options: Options) -> ScalingResult:
     t0 = time.perf_counter()
-    sizes = QUICK_SIZES if quick else SIZES
-    solvers = list(solvers or [*JAX_SOLVERS, "scipy"])
+    sizes = QUICK_SIZES if options.quick else SIZES
     tables = {}
-    for make in (rosenbrock_batch, logistic_batch):
-        name = make(1).name
-        log(f"[scaling] {name}: vmap over 1 … {sizes[-1]} problems")
-        tables[name] = run_throughput(make, sizes, solvers, log)
-    slow_size = sizes[-1]
-    log(f"[scaling] slow member: B={slow_size}")
-    slow = run_slow_member(slow_size, log) if "jaxmin" in solvers else []
+    for key, make in PROBLEMS.items():
+        if options.selects(key):
+            name = make(1).name
+            options.log(f"[scaling] {name}: vmap over 1 … {sizes[-1]} problems")
+            tables[name] = run_throughput(make, sizes, options)
+    slow_size, slow = sizes[-1], []
+    if options.selects(SLOW) and options.pick(("jaxmin",)):
+        options.log(f"[scaling] slow member: B={slow_size}")
+        slow = run_slow_member(slow_size, options)
     return ScalingResult(sizes, tables, slow, slow_size, time.perf_counter() - t0)
 
 
@@ -311,6 +321,8 @@ def _rate(cell: Cell | None) -> str:
 
 
 def markdown(res: ScalingResult) -> str:
+    if not (res.tables or res.slow):
+        return ""
     parts = [
         "\n## Scaling: batched solves (jax.vmap)\n\n",
         (
@@ -318,7 +330,7 @@ def markdown(res: ScalingResult) -> str:
         "`jax.jit(jax.vmap(solve))` call over starts *and* per-member data, compiled beforehand; "
         f"the `lax.map` row runs vmapped blocks of {MAP_BATCH} members one after another in one "
         "program). "
-        f"Target ‖∇f‖∞ ≤ {R.GTOL:g} per member; ✗k = k members missed it (harness-recomputed). "
+        f"Target ‖∇f‖∞ ≤ {GTOL:g} per member; ✗k = k members missed it (harness-recomputed). "
         "Rosenbrock n=2: starts (-1.2, 1) + 0.1·N(0, I) (seed 2024). Logistic: per member its own "
         f"{LOGISTIC_SAMPLES}×{LOGISTIC_FEATURES} data set, ½·{LOGISTIC_L2:g}‖w‖², w0 = 0. "
         f"SciPy solves at most {SCIPY_CAP} members per call in a Python loop; its rate is that "
@@ -364,14 +376,4 @@ def markdown(res: ScalingResult) -> str:
     return "".join(parts)
 
 
-if __name__ == "__main__":
-    import argparse
-    import sys
-
-    jax.config.update("jax_enable_x64", True)
-    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
-    p.add_argument("--quick", action="store_true", help=f"batch sizes {QUICK_SIZES}")
-    p.add_argument("--solvers", default="", help="comma-separated subset of " + ", ".join(LABELS))
-    a = p.parse_args()
-    log = lambda *m: print(*m, file=sys.stderr, flush=True)
-    print(markdown(run(a.quick, log, [s for s in a.solvers.split(",") if s] or None)))
+SECTION = FunctionSection("scaling", SOLVERS, (*PROBLEMS, SLOW), run, markdown)

@@ -1,47 +1,47 @@
-"""The ``sqp`` section: constrained minimisation on the Hock-Schittkowski problems.
+"""The ``sqp`` section: constrained minimisation, jaxmin ``SQP`` (the whole solve in
+one ``jax.jit``) against SciPy ``SLSQP`` and ``trust-constr``.
 
-jaxmin ``SQP`` (the whole solve jitted) against SciPy ``SLSQP`` and ``trust-constr`` on
-every HS problem of the test suite (``tests/hs_bounds.py``: bound-only;
-``tests/hs_constrained.py``: equality/inequality constraints), from the book's
-standard starts (projected into the bounds). SciPy gets jitted JAX functions as
-float64 NumPy callables: ``value_and_grad`` of the objective (``jac=True``), the
-constraint values and their Jacobians (``jax.jacfwd``); trust-constr approximates
-the Hessians by BFGS. Every problem gets its own compiled jaxmin solve and its own
-jitted SciPy callables (the tests share compilations across problems with
-``lax.switch``; that dispatch was measured to slow every evaluation several-fold, so
-the benchmark does not use it).
+Problems: every Hock-Schittkowski problem of the test suite (``tests/hs_bounds.py``:
+bound-only; ``tests/hs_constrained.py``: equality/inequality constraints), from the
+book's standard starts (projected into the bounds); and medium-size problems with
+exact references (``problems.CONSTRAINED``): the Euclidean projection onto the
+simplex at n = 10, 200 and 1000 and a mean-variance portfolio of 500 assets. SciPy gets
+jitted JAX functions as float64 NumPy callables: ``value_and_grad`` of the objective
+(``jac=True``), the constraint values and their Jacobians (``jax.jacfwd``);
+trust-constr approximates the Hessians by BFGS. Every problem gets its own compiled
+jaxmin solve and its own jitted SciPy callables (the tests share compilations
+across problems with ``lax.switch``; that dispatch was measured to slow every
+evaluation several-fold, so the benchmark does not use it).
 
 *Solved* = ``|f - f*| <= 1e-6 max(1, |f*|)`` and violation (constraints and bounds)
-``<= 1e-6``, against the book's ``f*``. *Evaluations* = jaxmin ``num_fun_evals``
-(value and gradient together count once), SciPy ``nfev``. *Steady* = the median of
-``repeats`` calls, round-robin interleaved over the three solvers.
+``<= 1e-6``, against the book's ``f*`` (medium problems: the exact ``f*``, and
+``|x - x*|`` is reported). *Evaluations* = jaxmin ``num_fun_evals`` (value and
+gradient together count once), SciPy ``nfev``. *First call* = trace + compile +
+solve (SciPy: its callables' compilation on the first evaluation + solve); *steady*
+= the median of repeated calls, round-robin interleaved over the solvers.
 
-``python -m benchmarks --only sqp`` runs it inside the harness; ``python -m
-benchmarks.sqp`` alone.
+``python -m benchmarks --only sqp`` runs it (``--only simplex,portfolio`` the
+medium problems alone).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import sys
 import time
 import warnings
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as so
 
+from . import problems as P
+from .protocol import FunctionSection, Options
+from .report import fmt_time
+from .runners import numpy_value_and_grad
 from .timing import interleaved_medians, median, timed_call
-
-jax.config.update("jax_enable_x64", True)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.join(os.path.dirname(HERE), "tests")
 
 GTOL, CTOL = 1e-6, 1e-8  # jaxmin SQP
 SLSQP_FTOL = 1e-10
@@ -49,6 +49,23 @@ TRUST_GTOL = TRUST_XTOL = 1e-10
 MAXITER = 500
 SOLVERS = ("jaxmin", "slsqp", "trust-constr")
 LABEL = {"jaxmin": "jaxmin SQP (jit)", "slsqp": "SciPy SLSQP", "trust-constr": "SciPy trust-constr"}
+QUICK = ("hs001", "hs038", "hs006", "hs071", "hs100", "simplex-projection-10")
+# (problem, solver) pairs not run, and why (measured on the 2-core machine)
+SKIP = {("portfolio-500", "trust-constr"): "not run (~90 s per solve; stops at maxiter unsolved)",
+        ("simplex-projection-1000", "trust-constr"): "not run (n = 200 already takes ~1.3 s per solve)"}
+
+
+def _hs(p) -> P.Constrained:
+    bounds = None if p.bounds is None else tuple(np.asarray(b, float) for b in p.bounds)
+    x_star = None if p.x_star is None else np.asarray(p.x_star, float)
+    return P.Constrained(p.name, p.fn, np.asarray(p.x0, float), p.f_star, x_star, p.eq, p.ineq, bounds)
+
+
+# name -> builder, in report order: the HS problems, then the medium-size ones
+BUILDERS: dict[str, Callable[[], P.Constrained]] = {
+    **{p.name: (lambda p=p: _hs(p)) for p in P.hs_module("hs_problems").all_problems()},
+    **P.CONSTRAINED,
+}
 
 
 @dataclasses.dataclass
@@ -58,9 +75,12 @@ class SRow:
     me: int
     mi: int
     bounds: bool
+    medium: bool  # a problems.CONSTRAINED problem (its own table)
     solved: dict = dataclasses.field(default_factory=dict)
     evals: dict = dataclasses.field(default_factory=dict)
     f: dict = dataclasses.field(default_factory=dict)
+    x_err: dict = dataclasses.field(default_factory=dict)  # max|x - x*| where x* is known
+    first: dict = dataclasses.field(default_factory=dict)
     steady: dict = dataclasses.field(default_factory=dict)
     error: dict = dataclasses.field(default_factory=dict)
 
@@ -68,64 +88,57 @@ class SRow:
 @dataclasses.dataclass
 class SResult:
     rows: list
+    descriptions: dict  # medium problems: name -> description
     repeats: int
     elapsed: float
     solvers: tuple
 
 
-def _problems():
-    if TESTS not in sys.path:
-        sys.path.insert(0, TESTS)
-    from hs_problems import all_problems
-
-    return all_problems()
+def _call(c: Callable | None, args: tuple) -> Callable | None:
+    return None if c is None else (lambda x: c(x, *args))
 
 
-def _violation(p, x) -> float:
-    x = np.asarray(x, float)
-    v = 0.0
+def _violation(p: P.Constrained, x) -> float:
+    x, v = np.asarray(x, float), 0.0
     if p.eq is not None:
-        v = max(v, float(np.max(np.abs(np.asarray(p.eq(jnp.asarray(x)))))))
+        v = max(v, float(np.max(np.abs(np.asarray(p.eq(jnp.asarray(x), *p.args))))))
     if p.ineq is not None:
-        v = max(v, float(np.max(-np.asarray(p.ineq(jnp.asarray(x))), initial=0.0)))
+        v = max(v, float(np.max(-np.asarray(p.ineq(jnp.asarray(x), *p.args)), initial=0.0)))
     if p.bounds is not None:
-        lo, up = (np.asarray(b, float) for b in p.bounds)
+        lo, up = p.bounds
         v = max(v, float(np.max(np.maximum(lo - x, 0))), float(np.max(np.maximum(x - up, 0))))
     return v
 
 
-def _solved(p, f, x) -> bool:
+def _solved(p: P.Constrained, f, x) -> bool:
     return bool(abs(f - p.f_star) <= 1e-6 * max(1.0, abs(p.f_star)) and _violation(p, x) <= 1e-6)
 
 
-def _count(c, n) -> int:
-    return 0 if c is None else int(jax.eval_shape(c, jax.ShapeDtypeStruct((n,), jnp.float64)).shape[0])
+def _count(c, p: P.Constrained) -> int:
+    if c is None:
+        return 0
+    return int(jax.eval_shape(_call(c, p.args), jax.ShapeDtypeStruct((p.n,), jnp.float64)).shape[0])
 
 
-def _scipy_callables(p):
+def _scipy_callables(p: P.Constrained):
     """NumPy float64 callables for SciPy from jitted JAX functions of the problem."""
-    me, mi = _count(p.eq, p.n), _count(p.ineq, p.n)
-    fg = jax.jit(jax.value_and_grad(p.fn))
+    fg = numpy_value_and_grad(p.fn)
 
     def fun(x):
-        f, g = fg(x)
-        return float(f), np.asarray(g)
+        return fg(x, *p.args)
 
     def pair(c):
         c_jit, jac_jit = jax.jit(c), jax.jit(jax.jacfwd(c))
-        return lambda x: np.asarray(c_jit(x)), lambda x: np.asarray(jac_jit(x))
+        return lambda x: np.asarray(c_jit(x, *p.args)), lambda x: np.asarray(jac_jit(x, *p.args))
 
-    return fun, pair(p.eq) if me else None, pair(p.ineq) if mi else None
-
-
-def _x0(p):
-    x0 = np.asarray(p.x0, float)
-    if p.bounds is not None:
-        x0 = np.clip(x0, *(np.asarray(b, float) for b in p.bounds))
-    return x0
+    return fun, pair(p.eq) if _count(p.eq, p) else None, pair(p.ineq) if _count(p.ineq, p) else None
 
 
-def _slsqp_call(p, fun, eq, ineq):
+def _x0(p: P.Constrained) -> np.ndarray:
+    return p.x0 if p.bounds is None else np.clip(p.x0, *p.bounds)
+
+
+def _slsqp_call(p: P.Constrained, fun, eq, ineq):
     cons = []
     if eq:
         cons.append({"type": "eq", "fun": eq[0], "jac": eq[1]})
@@ -139,13 +152,13 @@ def _slsqp_call(p, fun, eq, ineq):
                                options={"ftol": SLSQP_FTOL, "maxiter": MAXITER})
 
 
-def _trust_call(p, fun, eq, ineq):
+def _trust_call(p: P.Constrained, fun, eq, ineq):
     cons = []
     if eq:
         cons.append(so.NonlinearConstraint(eq[0], 0.0, 0.0, jac=eq[1], hess=so.BFGS()))
     if ineq:
         cons.append(so.NonlinearConstraint(ineq[0], 0.0, np.inf, jac=ineq[1], hess=so.BFGS()))
-    bounds = None if p.bounds is None else so.Bounds(*(np.asarray(b, float) for b in p.bounds))
+    bounds = None if p.bounds is None else so.Bounds(*p.bounds)
     x0 = _x0(p)
 
     def call():
@@ -157,69 +170,92 @@ def _trust_call(p, fun, eq, ineq):
     return call
 
 
-def _jaxmin_solve(jm, solver, p, bounds):
-    def solve(x0):
-        sol = jm.minimize(p.fn, x0, solver, eq=p.eq, ineq=p.ineq, bounds=bounds, max_steps=MAXITER)
-        return sol.x, sol.fun, sol.num_fun_evals, sol.status
-
-    return jax.jit(solve)
-
-
-def run(repeats: int = 7, budget_s: float = 5.0, skip: dict | None = None, log=print,
-        solvers: tuple = SOLVERS) -> SResult:
+def _jaxmin_call(p: P.Constrained):
+    """``() -> (x, f, evals, status)``: ``jm.minimize`` in ``jax.jit``, the data as jit
+    arguments (the bounds closed over)."""
     import jaxmin as jm
 
-    t_start = time.perf_counter()
-    skip = skip or {}
     solver = jm.SQP(gtol=GTOL, ctol=CTOL)
-    rows = []
-    for p in _problems():
-        bounds = None if p.bounds is None else tuple(jnp.asarray(b, jnp.float64) for b in p.bounds)
+    bounds = None if p.bounds is None else tuple(jnp.asarray(b, jnp.float64) for b in p.bounds)
 
-        jaxmin_solve = _jaxmin_solve(jm, solver, p, bounds)
-        row = SRow(p.name, p.n, _count(p.eq, p.n), _count(p.ineq, p.n), p.bounds is not None)
-        rows.append(row)
-        fun, eq, ineq = _scipy_callables(p)
-        calls = {}
-        if "jaxmin" in solvers and "jaxmin" not in skip:
-            x0 = jnp.asarray(_x0(p))
-            calls["jaxmin"] = lambda x0=x0, f=jaxmin_solve: f(x0)
-        if "slsqp" in solvers:
-            calls["slsqp"] = _slsqp_call(p, fun, eq, ineq)
-        if "trust-constr" in solvers:
-            calls["trust-constr"] = _trust_call(p, fun, eq, ineq)
-        for name, call in list(calls.items()):
-            try:
-                _, out = timed_call(call)
-            except Exception as e:  # noqa: BLE001
-                row.error[name] = f"{type(e).__name__}: {e}"[:80]
-                del calls[name]
-                continue
-            if name == "jaxmin":
-                x, f, nfev, _ = jax.device_get(out)
-            else:
-                x, f, nfev = out.x, out.fun, out.nfev
-            row.solved[name], row.evals[name], row.f[name] = _solved(p, float(f), x), int(nfev), float(f)
-        times, errors = interleaved_medians(calls, repeats, budget_s)
-        for name, ts in times.items():
-            if ts:
-                row.steady[name] = median(ts)
-        for name, e in errors.items():
+    @jax.jit
+    def solve(x0, args):
+        sol = jm.minimize(p.fn, x0, solver, args=args, eq=p.eq, ineq=p.ineq, bounds=bounds, max_steps=MAXITER)
+        return sol.x, sol.fun, sol.num_fun_evals, sol.status
+
+    x0 = jnp.asarray(_x0(p))
+    return lambda: solve(x0, p.args)
+
+
+def _calls(p: P.Constrained, solvers: tuple[str, ...]) -> dict[str, Callable]:
+    fun, eq, ineq = _scipy_callables(p)
+    makers = {"jaxmin": lambda: _jaxmin_call(p), "slsqp": lambda: _slsqp_call(p, fun, eq, ineq),
+              "trust-constr": lambda: _trust_call(p, fun, eq, ineq)}
+    return {s: makers[s]() for s in solvers}
+
+
+def _first_call(p: P.Constrained, row: SRow, name: str, call: Callable) -> None:
+    row.first[name], out = timed_call(call)
+    if name == "jaxmin":
+        x, f, nfev, _ = jax.device_get(out)
+    else:
+        x, f, nfev = out.x, out.fun, out.nfev
+    row.solved[name], row.evals[name], row.f[name] = _solved(p, float(f), x), int(nfev), float(f)
+    if p.x_star is not None:
+        row.x_err[name] = float(np.max(np.abs(np.asarray(x) - p.x_star)))
+
+
+def run_problem(p: P.Constrained, options: Options, repeats: int, budget_s: float) -> SRow:
+    row = SRow(p.name, p.n, _count(p.eq, p), _count(p.ineq, p), p.bounds is not None, p.name in P.CONSTRAINED)
+    solvers = options.pick(SOLVERS)
+    row.error.update({s: SKIP[p.name, s] for s in solvers if (p.name, s) in SKIP})
+    calls = _calls(p, tuple(s for s in solvers if s not in row.error))
+    for name, call in list(calls.items()):
+        try:
+            _first_call(p, row, name, call)
+        except Exception as e:  # noqa: BLE001
             row.error[name] = f"{type(e).__name__}: {e}"[:80]
-        log(f"  [sqp {p.name}] " + "  ".join(
-            f"{s}: {'✓' if row.solved.get(s) else '✗'} {row.evals.get(s, '–')} evals "
-            f"{row.steady.get(s, float('nan')) * 1e3:.2f} ms" for s in calls))
-    for s in skip:
-        for r in rows:
-            r.error.setdefault(s, skip[s])
-    return SResult(rows, repeats, time.perf_counter() - t_start, tuple(s for s in SOLVERS if s in solvers))
+            del calls[name]
+    times, errors = interleaved_medians(calls, repeats, budget_s)
+    for name, ts in times.items():
+        if ts:
+            row.steady[name] = median(ts)
+    for name, e in errors.items():
+        row.error[name] = f"{type(e).__name__}: {e}"[:80]
+    options.log(f"  [sqp {p.name}] " + "  ".join(
+        f"{s}: {'✓' if row.solved.get(s) else '✗'} {row.evals.get(s, '–')} evals first "
+        f"{fmt_time(row.first.get(s))} steady {fmt_time(row.steady.get(s))}" for s in calls))
+    return row
+
+
+def run(options: Options) -> SResult:
+    options.log("[sqp] jaxmin SQP against SciPy SLSQP and trust-constr")
+    repeats, budget_s = options.repeats_or(7, 3), options.budget_or(5.0)
+    t_start = time.perf_counter()
+    names = [n for n in BUILDERS if options.selects(n) and (options.problems or not options.quick or n in QUICK)]
+    rows, descriptions = [], {}
+    for name in names:
+        p = BUILDERS[name]()
+        if p.description:
+            descriptions[name] = p.description
+        rows.append(run_problem(p, options, repeats, budget_s))
+    return SResult(rows, descriptions, repeats, time.perf_counter() - t_start, options.pick(SOLVERS))
+
+
+# --------------------------------------------------------------------------- #
+# Report
+# --------------------------------------------------------------------------- #
 
 
 def summary(res: SResult) -> dict:
-    """Solved counts, and the medians of jaxmin / SLSQP evaluation and time ratios
-    over the problems both solve."""
-    out = {"solved": {s: sum(bool(r.solved.get(s)) for r in res.rows) for s in res.solvers}}
-    both = [r for r in res.rows if r.solved.get("jaxmin") and r.solved.get("slsqp")]
+    """Over the HS problems: solved counts, the medians of jaxmin / SLSQP evaluation
+    and time ratios over the problems both solve, jaxmin's slowest first call."""
+    hs = [r for r in res.rows if not r.medium]
+    out = {"solved": {s: sum(bool(r.solved.get(s)) for r in hs) for s in res.solvers}, "of": len(hs)}
+    firsts = [r.first["jaxmin"] for r in hs if "jaxmin" in r.first]
+    if firsts:
+        out["first_median"], out["first_max"] = float(np.median(firsts)), float(np.max(firsts))
+    both = [r for r in hs if r.solved.get("jaxmin") and r.solved.get("slsqp")]
     if both:
         out["evals_ratio"] = float(np.median([r.evals["jaxmin"] / r.evals["slsqp"] for r in both]))
         timed = [r for r in both if "jaxmin" in r.steady and "slsqp" in r.steady]
@@ -228,8 +264,9 @@ def summary(res: SResult) -> dict:
             out["time_ratio"] = float(np.median(ratios))
             out["time_ratio_max"] = float(np.max(ratios))
         out["both"] = len(both)
-    out["slsqp_only"] = [r.problem for r in res.rows if r.solved.get("slsqp") and not r.solved.get("jaxmin")]
-    out["jaxmin_only"] = [r.problem for r in res.rows if r.solved.get("jaxmin") and not r.solved.get("slsqp")]
+    if {"jaxmin", "slsqp"} <= set(res.solvers):
+        out["slsqp_only"] = [r.problem for r in hs if r.solved.get("slsqp") and not r.solved.get("jaxmin")]
+        out["jaxmin_only"] = [r.problem for r in hs if r.solved.get("jaxmin") and not r.solved.get("slsqp")]
     return out
 
 
@@ -241,20 +278,17 @@ def _cell(r: SRow, s: str) -> str:
     return f"{ok} | {r.evals.get(s, '–')} | " + ("–" if t is None else f"{t * 1e3:.2f}")
 
 
-def markdown(res: SResult) -> str:
+def _ratio(r: SRow) -> str:
+    if "jaxmin" in r.steady and "slsqp" in r.steady:
+        return f"{r.steady['jaxmin'] / r.steady['slsqp']:.3f}"
+    return "–"
+
+
+def _summary_text(res: SResult) -> str:
     sm = summary(res)
-    parts = [
-        "\n## SQP: constrained Hock–Schittkowski problems\n\n",
-        (f"jaxmin `SQP(gtol={GTOL:g}, ctol={CTOL:g})`, the whole solve in one `jax.jit`, against SciPy "
-        f"`SLSQP` (`ftol={SLSQP_FTOL:g}`) and `trust-constr` (`gtol=xtol={TRUST_GTOL:g}`, BFGS "
-        f"Hessians), `maxiter={MAXITER}`, on {len(res.rows)} HS problems (bound-only, equality, "
-        "inequality, mixed), standard starts projected into the bounds. SciPy calls jitted JAX "
-        "value-and-gradient and constraint Jacobians through float64 NumPy. Solved = |f − f*| ≤ "
-        "1e-6·max(1, |f*|) and violation ≤ 1e-6 against the published f*. evals: jaxmin "
-        "`num_fun_evals` (value+gradient once), SciPy `nfev`. Steady = median of "
-        f"{res.repeats} interleaved calls (ms). Total {res.elapsed:.0f} s.\n\n"),
-        "Solved: " + ", ".join(f"{LABEL[s]} {n}/{len(res.rows)}" for s, n in sm["solved"].items()) + ".",
-    ]
+    parts = ["Solved: " + ", ".join(f"{LABEL[s]} {n}/{sm['of']}" for s, n in sm["solved"].items()) + "."]
+    if "first_median" in sm:
+        parts.append(f" jaxmin first call: median {fmt_time(sm['first_median'])}, max {fmt_time(sm['first_max'])}.")
     if "evals_ratio" in sm:
         parts.append(
             f" On the {sm['both']} problems both jaxmin and SLSQP solve: median evaluations ratio "
@@ -262,34 +296,76 @@ def markdown(res: SResult) -> str:
             + (f", median steady-time ratio {sm['time_ratio']:.3f} (max {sm['time_ratio_max']:.3f})"
                if "time_ratio" in sm else "") + "."
         )
-    if sm["slsqp_only"]:
+    if sm.get("slsqp_only"):
         parts.append(f" Solved by SLSQP only: {', '.join(sm['slsqp_only'])}.")
-    if sm["jaxmin_only"]:
+    if sm.get("jaxmin_only"):
         parts.append(f" Solved by jaxmin only: {', '.join(sm['jaxmin_only'])}.")
-    parts.append("\n\n")
+    return "".join(parts) + "\n\n"
+
+
+def _hs_table(res: SResult, rows: list[SRow]) -> str:
     head = "| problem | n | eq | ineq | bounds | " + " | ".join(
-        f"{LABEL[s]} | evals | ms" for s in res.solvers) + " | time ÷ SLSQP |\n"
-    head += "|---|---:|---:|---:|---|" + "---|---:|---:|" * len(res.solvers) + "---:|\n"
-    parts.append(head)
-    for r in res.rows:
-        ratio = "–"
-        if "jaxmin" in r.steady and "slsqp" in r.steady:
-            ratio = f"{r.steady['jaxmin'] / r.steady['slsqp']:.3f}"
-        parts.append(f"| {r.problem} | {r.n} | {r.me} | {r.mi} | {'yes' if r.bounds else ''} | "
-                     + " | ".join(_cell(r, s) for s in res.solvers) + f" | {ratio} |\n")
+        f"{LABEL[s]} | evals | ms" for s in res.solvers) + " | time ÷ SLSQP | first call " + " / ".join(
+        LABEL[s] for s in res.solvers) + " |\n"
+    head += "|---|---:|---:|---:|---|" + "---|---:|---:|" * len(res.solvers) + "---:|---:|\n"
+    lines = [
+        f"| {r.problem} | {r.n} | {r.me} | {r.mi} | {'yes' if r.bounds else ''} | "
+        + " | ".join(_cell(r, s) for s in res.solvers)
+        + f" | {_ratio(r)} | {' / '.join(fmt_time(r.first.get(s)) for s in res.solvers)} |\n"
+        for r in rows
+    ]
+    return head + "".join(lines)
+
+
+def _medium_table(res: SResult, rows: list[SRow]) -> str:
+    head = "| problem | n | " + " | ".join(
+        f"{LABEL[s]} | evals | first call | steady | max\\|x − x*\\|" for s in res.solvers) + " | steady ÷ SLSQP |\n"
+    head += "|---|---:|" + "---|---:|---:|---:|---:|" * len(res.solvers) + "---:|\n"
+    lines = []
+    for r in rows:
+        cells = []
+        for s in res.solvers:
+            if s in r.error and s not in r.solved:
+                cells.append(f"{r.error[s]} | – | – | – | –")
+                continue
+            err = r.x_err.get(s)
+            cells.append(f"{'✓' if r.solved.get(s) else '✗'} | {r.evals.get(s, '–')} | {fmt_time(r.first.get(s))} | "
+                         f"{fmt_time(r.steady.get(s))} | {'–' if err is None else f'{err:.1e}'}")
+        lines.append(f"| {r.problem} | {r.n} | " + " | ".join(cells) + f" | {_ratio(r)} |\n")
+    return head + "".join(lines)
+
+
+def markdown(res: SResult) -> str:
+    if not res.rows:
+        return ""
+    hs = [r for r in res.rows if not r.medium]
+    medium = [r for r in res.rows if r.medium]
+    parts = [
+        "\n## SQP: constrained problems\n\n",
+        f"jaxmin `SQP(gtol={GTOL:g}, ctol={CTOL:g})`, the whole solve in one `jax.jit`, against SciPy "
+        f"`SLSQP` (`ftol={SLSQP_FTOL:g}`) and `trust-constr` (`gtol=xtol={TRUST_GTOL:g}`, BFGS "
+        f"Hessians), `maxiter={MAXITER}`, float64. SciPy calls jitted JAX value-and-gradient and "
+        "constraint Jacobians through float64 NumPy. Solved = |f − f*| ≤ 1e-6·max(1, |f*|) and "
+        "violation ≤ 1e-6. evals: jaxmin `num_fun_evals` (value+gradient once), SciPy `nfev`. "
+        "First call = trace + compile + solve; steady = median of "
+        f"{res.repeats} interleaved calls. Section wall time {res.elapsed:.0f} s.\n",
+    ]
+    if hs:
+        parts += [
+            f"\n### Hock–Schittkowski problems\n\n{len(hs)} HS problems (bound-only, equality, inequality, "
+            "mixed), standard starts projected into the bounds, against the published f*. Steady "
+            "times in ms.\n\n",
+            _summary_text(res),
+            _hs_table(res, hs),
+        ]
+    if medium:
+        parts += [
+            "\n### Medium size\n\n",
+            "".join(f"- `{n}`: {d}\n" for n, d in res.descriptions.items()),
+            "\n",
+            _medium_table(res, medium),
+        ]
     return "".join(parts)
 
 
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.sqp")
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    result = run(a.repeats)
-    md = markdown(result)
-    print(md)
-    if a.out:
-        with open(a.out, "w") as fh:
-            fh.write(md)
+SECTION = FunctionSection("sqp", SOLVERS, tuple(BUILDERS), run, markdown)

@@ -58,6 +58,15 @@ def _arr(values) -> np.ndarray:
 # MGH problems (`jm.testing`) are written with the same helpers
 from jaxmin.testing._mgh import _const, _idx, _sumsq  # noqa: E402
 
+# the problems whose arithmetic is the same as the library's bundled MGH problems
+# (`jm.testing.MGH_PROBLEMS`) are those functions, imported (with their data)
+from jaxmin.testing._mgh import _GAUSSIAN_Y, _OSBORNE1_Y  # noqa: E402, F401 (read by test_problems)
+from jaxmin.testing._mgh import (  # noqa: E402
+    box_3d, broyden_tridiagonal, brown_dennis, extended_powell, extended_rosenbrock, gaussian,
+    helical_valley, jennrich_sampson, osborne1, powell_singular, rosenbrock, variably_dimensioned,
+    wood,
+)
+
 
 # --------------------------------------------------------------------------
 # Data sets (as printed in MGH).
@@ -65,10 +74,6 @@ from jaxmin.testing._mgh import _const, _idx, _sumsq  # noqa: E402
 
 _BARD_Y = (0.14, 0.18, 0.22, 0.25, 0.29, 0.32, 0.35, 0.39, 0.37, 0.58,
            0.73, 0.96, 1.34, 2.10, 4.39)
-
-_GAUSSIAN_Y = (0.0009, 0.0044, 0.0175, 0.0540, 0.1295, 0.2420, 0.3521,
-               0.3989, 0.3521, 0.2420, 0.1295, 0.0540, 0.0175, 0.0044,
-               0.0009)
 
 _MEYER_Y = (34780.0, 28610.0, 23650.0, 19630.0, 16370.0, 13720.0, 11540.0,
             9744.0, 8261.0, 7030.0, 6005.0, 5147.0, 4427.0, 3820.0, 3307.0,
@@ -78,12 +83,6 @@ _KOWALIK_Y = (0.1957, 0.1947, 0.1735, 0.1600, 0.0844, 0.0627, 0.0456,
               0.0342, 0.0323, 0.0235, 0.0246)
 _KOWALIK_U = (4.0, 2.0, 1.0, 0.5, 0.25, 0.167, 0.125, 0.1, 0.0833, 0.0714,
               0.0625)
-
-_OSBORNE1_Y = (0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850,
-               0.818, 0.784, 0.751, 0.718, 0.685, 0.658, 0.628, 0.603,
-               0.580, 0.558, 0.538, 0.522, 0.506, 0.490, 0.478, 0.467,
-               0.457, 0.448, 0.438, 0.431, 0.424, 0.420, 0.414, 0.411,
-               0.406)
 
 _OSBORNE2_Y = (1.366, 1.191, 1.112, 1.013, 0.991, 0.885, 0.831, 0.847,
                0.786, 0.725, 0.746, 0.679, 0.608, 0.655, 0.616, 0.606,
@@ -99,12 +98,6 @@ _OSBORNE2_Y = (1.366, 1.191, 1.112, 1.013, 0.991, 0.885, 0.831, 0.847,
 # --------------------------------------------------------------------------
 # Problems.
 # --------------------------------------------------------------------------
-
-def rosenbrock(x):
-    """MGH #1, Rosenbrock: n=2, m=2."""
-    r = jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]])
-    return _sumsq(r)
-
 
 def freudenstein_roth(x):
     """MGH #2, Freudenstein and Roth: n=2, m=2."""
@@ -139,32 +132,6 @@ def beale(x):
     return _sumsq(r)
 
 
-def jennrich_sampson(x, m=10):
-    """MGH #6, Jennrich and Sampson: n=2, m=10."""
-    i = _idx(1, m, x)
-    r = 2.0 + 2.0 * i - (jnp.exp(i * x[0]) + jnp.exp(i * x[1]))
-    return _sumsq(r)
-
-
-def helical_valley(x):
-    """MGH #7, helical valley: n=3, m=3."""
-    x1, x2, x3 = x[0], x[1], x[2]
-    # theta = atan(x2/x1)/(2 pi) for x1 > 0, + 0.5 for x1 < 0; the x1 = 0
-    # limit (+-1/4) is used there, with a safe division so that gradients
-    # of the untaken branches stay finite.
-    safe_x1 = jnp.where(x1 == 0.0, 1.0, x1)
-    base = jnp.arctan(x2 / safe_x1) / (2.0 * math.pi)
-    theta = jnp.where(
-        x1 > 0.0, base, jnp.where(x1 < 0.0, base + 0.5, 0.25 * jnp.sign(x2))
-    )
-    r = jnp.stack([
-        10.0 * (x3 - 10.0 * theta),
-        10.0 * (jnp.sqrt(x1 ** 2 + x2 ** 2) - 1.0),
-        x3,
-    ])
-    return _sumsq(r)
-
-
 def bard(x):
     """MGH #8, Bard: n=3, m=15."""
     y = _const(_BARD_Y, x)
@@ -172,14 +139,6 @@ def bard(x):
     v = 16.0 - u
     w = jnp.minimum(u, v)
     r = y - (x[0] + u / (v * x[1] + w * x[2]))
-    return _sumsq(r)
-
-
-def gaussian(x):
-    """MGH #9, Gaussian: n=3, m=15."""
-    y = _const(_GAUSSIAN_Y, x)
-    t = (8.0 - _idx(1, 15, x)) / 2.0
-    r = x[0] * jnp.exp(-x[1] * (t - x[2]) ** 2 / 2.0) - y
     return _sumsq(r)
 
 
@@ -203,59 +162,11 @@ def gulf(x, m=99):
     return _sumsq(r)
 
 
-def box_3d(x, m=10):
-    """MGH #12, Box three-dimensional: n=3, m=10."""
-    t = 0.1 * _idx(1, m, x)
-    r = (jnp.exp(-t * x[0]) - jnp.exp(-t * x[1])
-         - x[2] * (jnp.exp(-t) - jnp.exp(-10.0 * t)))
-    return _sumsq(r)
-
-
-def powell_singular(x):
-    """MGH #13, Powell singular: n=4, m=4."""
-    r = jnp.stack([
-        x[0] + 10.0 * x[1],
-        math.sqrt(5.0) * (x[2] - x[3]),
-        (x[1] - 2.0 * x[2]) ** 2,
-        math.sqrt(10.0) * (x[0] - x[3]) ** 2,
-    ])
-    return _sumsq(r)
-
-
-def wood(x):
-    """MGH #14, Wood: n=4, m=6."""
-    r = jnp.stack([
-        10.0 * (x[1] - x[0] ** 2),
-        1.0 - x[0],
-        math.sqrt(90.0) * (x[3] - x[2] ** 2),
-        1.0 - x[2],
-        math.sqrt(10.0) * (x[1] + x[3] - 2.0),
-        (x[1] - x[3]) / math.sqrt(10.0),
-    ])
-    return _sumsq(r)
-
-
 def kowalik_osborne(x):
     """MGH #15, Kowalik and Osborne: n=4, m=11."""
     y = _const(_KOWALIK_Y, x)
     u = _const(_KOWALIK_U, x)
     r = y - x[0] * (u ** 2 + u * x[1]) / (u ** 2 + u * x[2] + x[3])
-    return _sumsq(r)
-
-
-def brown_dennis(x, m=20):
-    """MGH #16, Brown and Dennis: n=4, m=20."""
-    t = _idx(1, m, x) / 5.0
-    r = ((x[0] + t * x[1] - jnp.exp(t)) ** 2
-         + (x[2] + x[3] * jnp.sin(t) - jnp.cos(t)) ** 2)
-    return _sumsq(r)
-
-
-def osborne1(x):
-    """MGH #17, Osborne 1: n=5, m=33."""
-    y = _const(_OSBORNE1_Y, x)
-    t = 10.0 * _idx(0, 32, x)
-    r = y - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4]))
     return _sumsq(r)
 
 
@@ -293,21 +204,6 @@ def watson(x):
     return _sumsq(r) + _sumsq(r_extra)
 
 
-def extended_rosenbrock(x):
-    """MGH #21, extended Rosenbrock: n even, m=n."""
-    odd, even = x[0::2], x[1::2]
-    return _sumsq(10.0 * (even - odd ** 2)) + _sumsq(1.0 - odd)
-
-
-def extended_powell(x):
-    """MGH #22, extended Powell singular: n multiple of 4, m=n."""
-    x1, x2, x3, x4 = x[0::4], x[1::4], x[2::4], x[3::4]
-    return (_sumsq(x1 + 10.0 * x2)
-            + _sumsq(math.sqrt(5.0) * (x3 - x4))
-            + _sumsq((x2 - 2.0 * x3) ** 2)
-            + _sumsq(math.sqrt(10.0) * (x1 - x4) ** 2))
-
-
 def penalty1(x):
     """MGH #23, penalty function I: n variable, m=n+1, a=1e-5."""
     a = 1.0e-5
@@ -328,14 +224,6 @@ def penalty2(x):
     w = n - _idx(1, n, x) + 1.0                      # n - j + 1
     r_last = jnp.sum(w * x ** 2) - 1.0
     return r_first ** 2 + _sumsq(r_mid) + _sumsq(r_tail) + r_last ** 2
-
-
-def variably_dimensioned(x):
-    """MGH #25, variably dimensioned: n variable, m=n+2."""
-    n = x.shape[0]
-    j = _idx(1, n, x)
-    s = jnp.sum(j * (x - 1.0))
-    return _sumsq(x - 1.0) + s ** 2 + s ** 4
 
 
 def trigonometric(x):
@@ -379,15 +267,6 @@ def discrete_integral_equation(x):
     kernel = ((1.0 - t)[:, None] * t[None, :] * lower
               + t[:, None] * (1.0 - t)[None, :] * (1.0 - lower))
     r = x + h * (kernel @ c) / 2.0
-    return _sumsq(r)
-
-
-def broyden_tridiagonal(x):
-    """MGH #30, Broyden tridiagonal: n variable, m=n, x_0 = x_{n+1} = 0."""
-    zero = jnp.zeros((1,), dtype=x.dtype)
-    left = jnp.concatenate([zero, x[:-1]])
-    right = jnp.concatenate([x[1:], zero])
-    r = (3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0
     return _sumsq(r)
 
 
