@@ -1,7 +1,9 @@
-"""L-BFGS-B (`jm.LBFGS` with `bounds=`): SciPy's L-BFGS-B on the Hock–Schittkowski
+"""L-BFGS-B (`jm.LBFGSB`, and `jm.LBFGS` with `bounds=`, routed to it): SciPy's L-BFGS-B on the Hock–Schittkowski
 bound-only problems and on bounded MGH problems, KKT conditions on random box QPs, the
 bounds contract (projected start, fixed variables, infinite and scalar bounds,
-pytrees, float32, vmap, errors), statuses, and implicit derivatives with active bounds.
+pytrees, float32, vmap, errors), statuses, implicit derivatives with active bounds, the
+routing of `jm.LBFGS` and the model's pieces (incrementally kept inner products against
+a rebuild, the sorted Cauchy search against a sequential reference).
 
 Compilations are the budget. Every reference problem is solved through one compiled
 objective: `lax.switch` on a traced index picks the problem, and each is padded to
@@ -290,7 +292,7 @@ def test_max_steps_status_and_hand_driven_loop():
     sol = jm.minimize(_quadratic, jnp.zeros(N), jm.LBFGS(gtol=QTOL), args=(Q, c), bounds=(lo, up), max_steps=1)
     assert sol.status == jm.Status.MAX_STEPS
     # by hand, on the flat x with a `Constraints`, as minimize does
-    solver, box = jm.LBFGS(gtol=QTOL), Constraints(lower=lo, upper=up)
+    solver, box = jm.LBFGSB(gtol=QTOL), Constraints(lower=lo, upper=up)
     x = jnp.zeros(N)
     state = solver.init(_quadratic, x, (Q, c), box)
     step = eqx.filter_jit(solver.step)
@@ -415,3 +417,158 @@ def test_implicit_derivatives_with_active_bounds():
     e = jnp.zeros(5).at[i].set(h)
     fd = (_solve_ridge(0.5, Y, LO, UP + e) - _solve_ridge(0.5, Y, LO, UP - e)) / (2 * h)
     np.testing.assert_allclose(d_up[:, i], fd, rtol=1e-4, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- #
+# jm.LBFGSB itself, and the routing of jm.LBFGS with bounds
+# --------------------------------------------------------------------------- #
+
+
+def test_lbfgsb_directly_equals_lbfgs_with_bounds():
+    Q, c, lo, up = _box()
+    direct = jm.minimize(_quadratic, jnp.zeros(N), jm.LBFGSB(gtol=QTOL), args=(Q, c), bounds=(lo, up))
+    routed = jm.minimize(_quadratic, jnp.zeros(N), jm.LBFGS(gtol=QTOL), args=(Q, c), bounds=(lo, up))
+    assert direct.success
+    np.testing.assert_array_equal(direct.x, routed.x)
+    assert int(direct.num_fun_evals) == int(routed.num_fun_evals)
+    _assert_kkt(direct.x, direct.grad, np.asarray(lo), np.asarray(up), QTOL)
+    assert float(direct.optimality) == _pg_norm(direct.x, direct.grad, np.asarray(lo), np.asarray(up))
+
+
+def test_routing_builds_lbfgsb_from_the_lbfgs_fields():
+    assert not jm.LBFGS.takes_bounds and jm.LBFGSB.takes_bounds
+    lbfgs = jm.LBFGS(history_size=4, gtol=1e-7, ftol=1e-9)
+    assert eqx.tree_equal(lbfgs.with_bounds(), jm.LBFGSB(history_size=4, gtol=1e-7, ftol=1e-9)) is True
+    # the default Zoom() becomes L-BFGS-B's own search; a Moré–Thuente is kept as given
+    assert eqx.tree_equal(jm.LBFGS().with_bounds().linesearch, jm.linesearch.MoreThuente()) is True
+    search = jm.linesearch.MoreThuente(c1=1e-4, c2=0.5)
+    assert jm.LBFGS(linesearch=search).with_bounds().linesearch is search
+
+
+def test_linesearch_of_lbfgsb_is_a_declared_more_thuente():
+    Q, c, lo, up = _box()
+    # any other search is refused, not silently replaced
+    with pytest.raises(ValueError, match="MoreThuente"):
+        jm.minimize(_quadratic, jnp.zeros(N), jm.LBFGS(linesearch=jm.linesearch.Backtracking()), args=(Q, c),
+                    bounds=(lo, up))
+    with pytest.raises(ValueError, match="MoreThuente"):
+        jm.LBFGS(linesearch=jm.linesearch.Zoom(c2=0.5)).with_bounds()
+    with pytest.raises(TypeError, match="MoreThuente"):
+        jm.LBFGSB(linesearch=jm.linesearch.Zoom())
+    # its constants are used: a tighter curvature condition changes the steps taken
+    tight = jm.LBFGSB(gtol=QTOL, linesearch=jm.linesearch.MoreThuente(c2=0.1))
+    sol = jm.minimize(_quadratic, jnp.zeros(N), tight, args=(Q, c), bounds=(lo, up))
+    assert sol.success
+    _assert_kkt(sol.x, sol.grad, np.asarray(lo), np.asarray(up), QTOL)
+
+
+def test_bounds_go_to_lbfgsb_only():
+    fn = lambda x: jnp.sum((x - 2.0) ** 2)
+    with pytest.raises(ValueError, match="needs bounds"):
+        jm.minimize(fn, jnp.zeros(3), jm.LBFGSB())
+    box = Constraints(lower=jnp.zeros(3), upper=jnp.ones(3))
+    with pytest.raises(ValueError, match="LBFGSB"):
+        jm.LBFGS().init(lambda x: jnp.sum(x**2), jnp.zeros(3), (), box)
+
+
+# --------------------------------------------------------------------------- #
+# The model's pieces: kept inner products, the sorted Cauchy search
+# --------------------------------------------------------------------------- #
+
+
+def _tridiagonal_qp(x, b):
+    # 0.5 x^T A x - b^T x, A = tridiag(-1, 2.1, -1): an obstacle problem in the box
+    xp = jnp.pad(x, 1)
+    return 0.5 * jnp.dot(x, 2.1 * x - xp[:-2] - xp[2:]) - jnp.dot(b, x)
+
+
+def test_kept_inner_products_equal_a_rebuild():
+    """After more than `history_size` steps (ring buffer wrapped), `S^T Y`, `S^T S`
+    and the free-set Gram matrix, kept by one row/column per step and by the variables
+    entering and leaving the free set, equal the same products from scratch."""
+    from jaxmin.solvers._compact import BLOCK, CHANGED_BLOCKS, free_gram
+
+    n, m = BLOCK * CHANGED_BLOCKS + 300, 3  # large enough for the incremental update
+    b = jnp.asarray(np.random.default_rng(0).standard_normal(n))
+    box = Constraints(lower=jnp.full(n, -0.5), upper=jnp.full(n, 0.5))
+    solver = jm.LBFGSB(history_size=m, gtol=1e-10)
+    step = eqx.filter_jit(solver.step)
+    x = jnp.zeros(n)
+    state = solver.init(_tridiagonal_qp, x, (b,), box)
+    incremental_steps = 0
+    for _ in range(4 * m):
+        before = np.asarray(state.memory.free)
+        x, state = step(_tridiagonal_qp, x, state, (b,), box)
+        changed = np.flatnonzero(before != np.asarray(state.memory.free))
+        incremental_steps += len(np.unique(changed // BLOCK)) <= CHANGED_BLOCKS
+    mem = state.memory
+    assert int(mem.k) > m and incremental_steps >= 2
+    ys = np.asarray(mem.ys)
+    y, s = ys[:m], ys[m:]
+    scale = np.max(np.abs(ys)) ** 2
+    np.testing.assert_allclose(mem.sy, s @ y.T, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(mem.ss, s @ s.T, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(mem.free_gram, free_gram(mem.ys, mem.free), rtol=0, atol=1e-12 * scale)
+
+
+def _cauchy_reference(x, g, lo, up, B):
+    """BLNZ Algorithm CP, sequentially in NumPy: walk the projected-gradient path segment
+    by segment, with the dense model matrix `B`; returns the Cauchy parameter `t`."""
+    t = np.where(g < 0, (x - up) / np.where(g < 0, g, -1), np.where(g > 0, (x - lo) / np.where(g > 0, g, 1), np.inf))
+    t = np.maximum(t, 0.0)
+    d = np.where(t > 0, -g, 0.0)
+    tau, z = 0.0, np.zeros_like(x)  # z = x(tau) - x
+    for t_next in np.unique(t[t > 0]):
+        f1, f2 = g @ d + z @ B @ d, d @ B @ d
+        if f1 >= 0:
+            return tau
+        if -f1 / f2 < t_next - tau:
+            return tau - f1 / f2
+        z = z + (t_next - tau) * d
+        d = np.where(t == t_next, 0.0, d)
+        tau = t_next
+    f1, f2 = g @ d + z @ B @ d, d @ B @ d
+    return tau if f1 >= 0 else tau - f1 / f2
+
+
+def test_sorted_cauchy_search_matches_sequential_reference():
+    """Beyond `SCAN_BREAKPOINTS` breakpoints the Cauchy point comes from sorted prefix
+    sums, `CHUNK` segments at a time; it must equal the sequential walk of BLNZ's
+    Algorithm CP (here past more than one chunk)."""
+    from jaxmin.solvers._cauchy import CHUNK, _scan_cauchy, breakpoints, cauchy_point
+    from jaxmin.solvers._compact import add_pair, compact, empty_memory
+
+    n, m = 2 * CHUNK + 50, 4
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(n, n)) / np.sqrt(n)
+    A = 0.05 * (A @ A.T + 0.1 * np.eye(n))  # a flat model: the path passes many breakpoints
+    lo, up = -rng.uniform(0.5, 1, n), rng.uniform(0.5, 1, n)
+    x, g = rng.uniform(lo, up), rng.normal(size=n)
+    memory = empty_memory(m, jnp.asarray(x))
+    for s in rng.normal(size=(m + 2, n)):  # wrap the ring buffer
+        memory = add_pair(memory, jnp.asarray(s), jnp.asarray(A @ s), jnp.asarray(-A @ s), jnp.array(False))
+    model = compact(memory)
+    ys, theta, M = np.asarray(model.ys), float(model.theta), np.asarray(model.middle)
+    W = np.concatenate([ys[:m], theta * ys[m:]]).T
+    B = theta * np.eye(n) - W @ M @ W.T
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    found, _ = _scan_cauchy(args[1], breakpoints(*args), model)
+    assert not bool(found)  # the sorted search ran
+    cp = cauchy_point(*args, model)
+    t_ref = _cauchy_reference(x, g, lo, up, B)
+    assert np.sum(np.asarray(breakpoints(*args)) <= t_ref) > CHUNK
+    assert float(cp.t) == pytest.approx(t_ref, rel=1e-9)
+    np.testing.assert_allclose(cp.x, np.clip(x - t_ref * g, lo, up), rtol=0, atol=1e-12)
+
+
+def test_breakpoint_order_is_a_stable_argsort():
+    from jaxmin.solvers._cauchy import breakpoint_order
+
+    rng = np.random.default_rng(2)
+    t = rng.exponential(size=300)
+    t[rng.random(300) < 0.2] = 0.0
+    t[rng.random(300) < 0.1] = np.inf
+    t[:50] = t[50:100]  # ties
+    for dtype in (jnp.float64, jnp.float32):
+        ts = jnp.asarray(t, dtype)
+        np.testing.assert_array_equal(breakpoint_order(ts), np.argsort(np.asarray(ts), kind="stable"))

@@ -1,68 +1,22 @@
-"""The L-BFGS-B model step: compact L-BFGS matrix, generalised Cauchy point, subspace
-minimisation (Byrd, Lu, Nocedal & Zhu 1995, §3-5; Morales & Nocedal 2011).
+"""The L-BFGS-B model step: generalised Cauchy point and subspace minimisation (Byrd,
+Lu, Nocedal & Zhu 1995, §4-5; Morales & Nocedal 2011), on the compact model
+`B = theta I - W M W^T` of `_compact.py`.
 
 Notation: `x, g`; bounds `lower`, `upper`; pairs `s`, `y` in ring buffers (rows);
-`theta` scales the initial matrix. The limited-memory Hessian approximation in compact
-form (Byrd, Nocedal & Schnabel 1994, eq. 3.5 as written in BLNZ eq. 3.2-3.4) is
-
-    B = theta I - W M W^T,   W = [Y, theta S],   M = [[-D, L^T], [L, theta S^T S]]^-1,
-
-with `D = diag(s_i.y_i)` and `L_ij = s_i.y_j` for pair `i` newer than pair `j`.
-`W` is never formed: `W^T v = [Y v; theta S v]`. Everything has fixed shapes: the
-Cauchy search passes breakpoints in a bounded loop (then, if needed, sorts them all
-and evaluates every segment at once with prefix sums); free variables are masks, never
-gathers.
+`theta` scales the initial matrix. Everything has fixed shapes: the Cauchy search
+passes breakpoints in a bounded loop (then, if needed, sorts them all and evaluates
+the segments a chunk at a time with prefix sums); free variables are masks.
 """
 
 import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, Scalar
 
 from .._misc import eps
 from .._typing import Vector
-
-
-class Compact(eqx.Module):
-    """`B = theta I - W M W^T` from the stored pairs (rows of `s_hist`, `y_hist`)."""
-
-    s_hist: Float[Array, "m n"]
-    y_hist: Float[Array, "m n"]
-    theta: Scalar
-    middle: Float[Array, "2m 2m"]  # M, zero in the rows and columns of empty slots
-
-    def wt(self, v: Vector) -> Float[Array, " 2m"]:
-        """`W^T v`."""
-        return jnp.concatenate([self.y_hist @ v, self.theta * (self.s_hist @ v)])
-
-    def w(self, u: Float[Array, " 2m"]) -> Vector:
-        """`W u`."""
-        m = self.s_hist.shape[0]
-        return u[:m] @ self.y_hist + self.theta * (u[m:] @ self.s_hist)
-
-    def curvature(self, v: Vector) -> Scalar:
-        """`v^T B v`."""
-        wv = self.wt(v)
-        return self.theta * jnp.dot(v, v) - jnp.dot(wv, self.middle @ wv)
-
-
-def compact(s_hist, y_hist, sy, ss, k: Int[Array, ""], theta: Scalar) -> Compact:
-    """The compact representation from the ring buffers and their inner products
-    (`sy[i, j] = s_i.y_j`, `ss[i, j] = s_i.s_j`); `k` pairs stored since the last reset,
-    the newest in row `(k - 1) % m`."""
-    m = s_hist.shape[0]
-    pos = (jnp.arange(m, dtype=k.dtype) - k) % m  # chronological rank: m - 1 is the newest
-    valid = pos >= m - jnp.minimum(k, m)
-    both = valid[:, None] & valid[None, :]
-    lower = jnp.where(both & (pos[:, None] > pos[None, :]), sy, 0.0)
-    d = jnp.where(valid, jnp.diagonal(sy), 0.0)
-    k_mat = jnp.block([[-jnp.diag(d), lower.T], [lower, theta * jnp.where(both, ss, 0.0)]])
-    # empty slots: identity rows, so K stays invertible and they decouple
-    valid2 = jnp.concatenate([valid, valid])
-    k_mat = jnp.where(valid2[:, None] | valid2[None, :], k_mat, jnp.eye(2 * m, dtype=sy.dtype))
-    middle = jnp.linalg.inv(k_mat)
-    middle = jnp.where(valid2[:, None] & valid2[None, :], middle, 0.0)
-    return Compact(s_hist=s_hist, y_hist=y_hist, theta=theta, middle=middle)
+from ._compact import Compact
 
 
 def breakpoints(x: Vector, g: Vector, lower: Vector, upper: Vector) -> Vector:
@@ -119,7 +73,7 @@ def _scan_cauchy(g, t, b: Compact):
         # pass the next breakpoint (coordinate i reaches its bound; ties one per turn)
         i = jnp.min(jnp.where(rest == t_next, iota, n))
         i = jnp.minimum(i, n - 1)
-        w_i = jnp.concatenate([b.y_hist[:, i], b.theta * b.s_hist[:, i]])
+        w_i = b.scale * b.ys[:, i]
         c = jnp.where(found, c, c + (t_next - tau) * p)
         p = jnp.where(found, p, p + g[i] * w_i)
         big_g = jnp.where(found, big_g, big_g - g[i] ** 2)
@@ -136,35 +90,117 @@ def _scan_cauchy(g, t, b: Compact):
     return out[6], out[7]
 
 
+def breakpoint_order(t: Vector) -> Int[Array, " n"]:
+    """`argsort(t)` for breakpoints `t >= 0` (`inf` allowed) by one sort of integer keys:
+    XLA's CPU sort compares integers several times faster than floats, and sorts one
+    array much faster than a (key, index) pair. The key is `t`'s bit pattern (monotone
+    for `t >= 0`) with the index in its low bits: exact for float32 (with x64 enabled);
+    for float64 (or float32 without x64) breakpoints that differ only in their lowest
+    `ceil(log2 n)` mantissa bits keep index order, a relative difference of
+    `2^(log2 n - 52)` in float64, passing them in that order is rounding. Ties keep
+    index order, as a stable argsort does."""
+    n = t.shape[0]
+    bits = max(1, (n - 1).bit_length())
+    wide = jax.dtypes.canonicalize_dtype(jnp.int64) == jnp.int64
+    if not wide and t.dtype == jnp.float32 and bits > 12:
+        return jnp.argsort(t)  # 32-bit keys would lose too much of t
+    int_t = jnp.int64 if t.dtype == jnp.float64 else jnp.int32
+    key = lax.bitcast_convert_type(t + 0.0, int_t)  # (+ 0.0: -0 becomes +0)
+    if wide and t.dtype == jnp.float32:
+        key, shift = key.astype(jnp.int64) << 32, 0
+    else:
+        shift = bits
+    key_t = key.dtype
+    idx = jnp.arange(n, dtype=key_t)
+    key = ((key >> shift) << shift) | idx
+    return (jnp.sort(key) & jnp.asarray((1 << bits) - 1, key_t)).astype(jnp.int32)
+
+
+# columns per block of `_prefix_sums`
+PREFIX_BLOCK = 64
+
+
+def _prefix_sums(a: Float[Array, "r n"]) -> Float[Array, "r n+1"]:
+    """Exclusive prefix sums along the last axis (`n + 1` columns, the first 0), by
+    blocks: a product with a triangular matrix of ones within each block of
+    `PREFIX_BLOCK` columns, then the blocks' running totals (several times faster than
+    XLA's CPU `cumsum` on a few rows of length `n`)."""
+    r, n = a.shape
+    size = PREFIX_BLOCK
+    num = n // size + 1
+    blocks = jnp.pad(a, ((0, 0), (1, num * size - n - 1))).reshape(r, num, size)
+    within = blocks @ jnp.triu(jnp.ones((size, size), a.dtype))
+    totals = within[:, :, -1]
+    return (within + (jnp.cumsum(totals, axis=1) - totals)[:, :, None]).reshape(r, -1)[:, : n + 1]
+
+
+# breakpoints per chunk of the sorted Cauchy search
+CHUNK = 128
+
+
+class _Chunked(eqx.Module):
+    """The sorted search's carry: the model along the path at the start of chunk
+    `index` (segment `j = index * CHUNK`): `p_j`, `C_j`, `G_j` (see `_sorted_cauchy`)."""
+
+    index: Int[Array, ""]
+    p: Float[Array, " 2m"]
+    big_c: Float[Array, " 2m"]
+    big_g: Scalar
+    found: Bool[Array, ""]
+    t_star: Scalar
+
+
 def _sorted_cauchy(g, t, b: Compact):
-    """Algorithm CP for all segments at once: sorted by breakpoint, segment `j` runs
-    from `tau_j` (the `j`-th breakpoint, 0 for `j = 0`) to the next; with prefix sums
-    `G_j = |d_j|^2`, `p_j = W^T d_j`, `c_j = W^T (x(tau_j) - x)` the slope and curvature
-    there are `f'_j = -(1 - theta tau_j) G_j - p_j^T M c_j`, `f''_j = theta G_j - p_j^T M p_j`.
-    Returns `t_star` on the first segment whose minimiser comes before its end."""
-    order = jnp.argsort(t)
-    ts, gs = t[order], g[order]
-    # coordinate contributions in breakpoint order, as 2m x n columns of W^T
-    wg = jnp.concatenate([b.y_hist[:, order], b.theta * b.s_hist[:, order]]) * gs[None, :]
-    excl = lambda a: jnp.concatenate([jnp.zeros_like(a[..., :1]), jnp.cumsum(a, axis=-1)], axis=-1)
-    g2 = gs * gs
-    big_g = jnp.sum(g2) - excl(g2)  # G_j, j = 0..n
-    tau = jnp.concatenate([jnp.zeros((1,), g.dtype), ts])  # segment starts
-    end = jnp.concatenate([ts, jnp.full((1,), jnp.inf, g.dtype)])
-    wg_sum = excl(wg)
-    p = wg_sum - wg_sum[:, -1:]  # p_j = -sum_{i >= j} g_i w_i
-    # passed coordinates sit at t_i, the rest at tau_j (an infinite t_i is never passed
-    # on a finite segment)
-    c = -excl(wg * jnp.where(jnp.isfinite(ts), ts, 0.0)[None, :]) + tau[None, :] * p
-    c = jnp.where(jnp.isfinite(tau)[None, :], c, 0.0)
-    mp, mc = b.middle @ p, b.middle @ c
-    slope = -(1 - b.theta * tau) * big_g - jnp.sum(p * mc, axis=0)
-    curv = b.theta * big_g - jnp.sum(p * mp, axis=0)
-    # keep the model convex along the path (rounding), as L-BFGS-B does
-    curv = jnp.maximum(curv, eps(g) * curv[0])
-    stop, t_seg = _segment_step(slope, curv, tau, end)
-    j = jnp.argmax(stop | (big_g <= 0))
-    return t_seg[j]
+    """Algorithm CP over the sorted breakpoints, `CHUNK` segments at a time: segment `j`
+    runs from `tau_j` (the `j`-th breakpoint, 0 for `j = 0`) to the next; with
+    `G_j = |d_j|^2`, `p_j = W^T d_j = -sum_{i >= j} g_i w_i` and
+    `C_j = sum_{i < j} t_i g_i w_i`, so that `c_j = W^T (x(tau_j) - x) = tau_j p_j - C_j`,
+    the slope and curvature there are `f'_j = -(1 - theta tau_j) G_j - p_j^T M c_j` and
+    `f''_j = theta G_j - p_j^T M p_j`. A chunk evaluates its segments at once from
+    prefix sums; the search stops at the first chunk holding a segment whose minimiser
+    comes before its end, so its cost grows with the breakpoints passed, not with `n`
+    (the sort aside). Returns `t_star`."""
+    n, m2 = g.shape[0], b.ys.shape[0]
+    # coordinates at a bound g pushes into (t = 0) never move: they sort last, with d_i = 0
+    moving = t > 0
+    t, g = jnp.where(moving, t, jnp.inf), jnp.where(moving, g, 0.0)
+    num = n // CHUNK + 1  # chunks covering segments 0..n (segment n ends at inf)
+    pad = num * CHUNK - n
+    order = breakpoint_order(t)
+    ts = jnp.concatenate([t[order], jnp.full((pad,), jnp.inf, g.dtype)])
+    gs = jnp.concatenate([g[order], jnp.zeros((pad,), g.dtype)])  # padding passes nothing
+    order = jnp.concatenate([order, jnp.zeros((pad,), order.dtype)])
+    starts = jnp.concatenate([jnp.zeros((1,), g.dtype), ts[:-1]])
+    p0 = -b.wt(g)
+    curv0 = b.theta * jnp.dot(g, g) - jnp.dot(p0, b.middle @ p0)
+
+    def chunk(carry: _Chunked) -> _Chunked:
+        part = lambda a: lax.dynamic_slice_in_dim(a, carry.index * CHUNK, CHUNK)
+        t_c, g_c, tau, end = part(ts), part(gs), part(starts), part(ts)
+        wg = b.ys[:, part(order)] * b.scale[:, None] * g_c[None, :]
+        t_fin = jnp.where(jnp.isfinite(t_c), t_c, 0.0)  # an infinite t_i is never passed
+        sums = _prefix_sums(jnp.concatenate([wg, wg * t_fin[None, :], (g_c * g_c)[None, :]]))
+        p = carry.p[:, None] + sums[:m2, :-1]
+        big_c = carry.big_c[:, None] + sums[m2:-1, :-1]
+        big_g = carry.big_g - sums[-1, :-1]
+        mp = b.middle @ p
+        pmp = jnp.sum(p * mp, axis=0)
+        finite = jnp.isfinite(tau)
+        pmc = jnp.where(finite, jnp.where(finite, tau, 0.0) * pmp - jnp.sum(big_c * mp, axis=0), 0.0)
+        slope = -(1 - b.theta * tau) * big_g - pmc
+        # keep the model convex along the path (rounding), as L-BFGS-B does
+        curv = jnp.maximum(b.theta * big_g - pmp, eps(g) * curv0)
+        stop, t_seg = _segment_step(slope, curv, tau, end)
+        stop = stop | (big_g <= 0)
+        return _Chunked(
+            index=carry.index + 1, p=carry.p + sums[:m2, -1], big_c=carry.big_c + sums[m2:-1, -1],
+            big_g=carry.big_g - sums[-1, -1], found=jnp.any(stop), t_star=t_seg[jnp.argmax(stop)],
+        )
+
+    zero = jnp.zeros((), g.dtype)
+    start = _Chunked(index=jnp.array(0, jnp.int32), p=p0, big_c=jnp.zeros_like(p0),
+                     big_g=jnp.dot(g, g), found=jnp.array(False), t_star=zero)
+    return lax.while_loop(lambda c: ~c.found & (c.index < num), chunk, start).t_star
 
 
 def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact) -> CauchyPoint:
@@ -173,9 +209,9 @@ def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact)
 
     The first `SCAN_BREAKPOINTS` breakpoints are passed one at a time, as in BLNZ,
     each found by a `min` (XLA's sort is slow on CPU, and the Cauchy point usually lies
-    within the first few segments); beyond them all breakpoints are sorted and every
-    segment is evaluated at once with prefix sums (`lax.cond`: only one branch runs,
-    except under `vmap`).
+    within the first few segments); beyond them all breakpoints are sorted and the
+    segments evaluated `CHUNK` at a time with prefix sums, up to the first chunk that
+    holds the minimiser (`lax.cond`: only one branch runs, except under `vmap`).
     """
     t = breakpoints(x, g, lower, upper)
     found, t_scan = _scan_cauchy(g, t, b)
@@ -192,27 +228,27 @@ def max_step(x: Vector, d: Vector, lower: Vector, upper: Vector) -> Scalar:
 
 
 def subspace_point(
-    x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact, cp: CauchyPoint
+    x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact, cp: CauchyPoint,
+    free_gram: Float[Array, "2m 2m"],
 ) -> Vector:
     """Minimise the model over the free variables at the Cauchy point (BLNZ §5.1,
     direct primal method) and return the new point `x_bar`, inside the bounds.
 
     With `Z` the free coordinates, the reduced gradient is `r = Z^T (g + theta (x_cp -
-    x) - W M c)` and the reduced matrix `theta I - Z^T W M W^T Z`, inverted by
-    Sherman-Morrison-Woodbury: `d = -r / theta - Z^T W N^-1 M W^T Z r / theta^2` with
-    `N = I - M W^T Z Z^T W / theta`. As in Morales & Nocedal (2011), the unconstrained
-    subspace minimiser is projected onto the bounds; when that is not a descent
-    direction from `x`, it is backtracked into the box instead (BLNZ eq. 5.8).
+    x) - W M c)`, `c = W^T (x_cp - x)`, and the reduced matrix `theta I - Z^T W M W^T Z`,
+    inverted by Sherman-Morrison-Woodbury: `d = -r / theta - Z^T W N^-1 M W^T Z r /
+    theta^2` with `N = I - M W^T Z Z^T W / theta`. `W^T Z Z^T W` comes from `free_gram`
+    (`[Y S]^T Z Z^T [Y S]`, kept up to date by `_compact.update_free`), so the step
+    costs O(m n), not O(m^2 n). `c` is recomputed from `x_cp` rather than carried along
+    the Cauchy search: the accumulated one loses digits in float32 on badly scaled
+    problems. As in Morales & Nocedal (2011), the unconstrained subspace minimiser is
+    projected onto the bounds; when that is not a descent direction from `x`, it is
+    backtracked into the box instead (BLNZ eq. 5.8).
     """
-    free = cp.free
-    theta = b.theta
+    free, theta, scale = cp.free, b.theta, b.scale
     c = b.wt(cp.x - x)
     r = jnp.where(free, g + theta * (cp.x - x) - b.w(b.middle @ c), 0.0)
-    # W^T Z Z^T W as one product of [Y; S] with its free columns, then scaled by theta
-    ys = jnp.concatenate([b.y_hist, b.s_hist])
-    scale = jnp.concatenate([jnp.ones_like(b.middle[0, : b.s_hist.shape[0]]),
-                             jnp.full_like(b.middle[0, : b.s_hist.shape[0]], theta)])
-    wzw = (jnp.where(free[None, :], ys, 0.0) @ ys.T) * scale[:, None] * scale[None, :]
+    wzw = free_gram * scale[:, None] * scale[None, :]
     n_mat = jnp.eye(wzw.shape[0], dtype=x.dtype) - (b.middle @ wzw) / theta
     v = jnp.linalg.solve(n_mat, b.middle @ b.wt(r))
     d = jnp.where(free, -r / theta - b.w(v) / theta**2, 0.0)

@@ -4,7 +4,7 @@ Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - 
 `rho = 1 / s.y`; initial inverse-Hessian scale `gamma`.
 """
 
-from typing import ClassVar, Optional
+from typing import Optional
 
 import equinox as eqx
 import jax.lax as lax
@@ -12,15 +12,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
 from .._constraints import Constraints
-from .._misc import eps, max_norm
+from .._misc import eps
 from .._typing import ScalarLike, Vector
-from ..linesearch import AbstractLineSearch, Zoom
+from ..linesearch import AbstractLineSearch, MoreThuente, Zoom
 from ._base import AbstractSolver, AbstractState
-from ._lbfgsb import (
-    _LBFGSBState, lbfgsb_implicit_system, lbfgsb_init, lbfgsb_step
-)
+from ._lbfgsb import LBFGSB
 from ._search import check_options, search_step, start_point
-from ._stopping import keep_reason, relative_optimality
+from ._stopping import keep_reason
 
 
 class _LBFGSState(AbstractState):
@@ -66,8 +64,28 @@ def two_loop(g: Vector, s_hist, y_hist, rho, k, gamma: Scalar) -> Vector:
     return lax.fori_loop(0, m, forward, gamma * q)
 
 
+def _no_bounds(constraints: Constraints | None) -> None:
+    if constraints is not None and constraints.has_bounds:
+        raise ValueError("`LBFGS` takes no bounds: use `jm.LBFGSB`, or `jm.LBFGS().with_bounds()`.")
+
+
 class LBFGS(AbstractSolver[_LBFGSState]):
     """Limited-memory BFGS with a line search (Nocedal & Wright, Alg. 7.4-7.5).
+
+    The default solver, and the first choice for smooth unconstrained problems of any
+    size: it keeps `history_size` pairs of vectors (never an `n x n` matrix) and most
+    steps cost one evaluation of f and its gradient. For small `n` or `vmap`ped
+    batches of small problems try `BFGS`; for ill-conditioned problems `NewtonCG`.
+
+    **Example:**
+
+    ```python
+    def rosenbrock(x, a):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (a - x[:-1]) ** 2)
+
+    sol = jm.minimize(rosenbrock, jnp.zeros(100), jm.LBFGS(gtol=1e-6), args=(1.0,))
+    print(sol.success, sol.num_steps, sol.num_fun_evals)
+    ```
 
     The first step, and the first after a memory reset, is steepest descent scaled to
     unit length (`H0 = I / ||g||`); afterwards `H0 = gamma I` with
@@ -81,36 +99,58 @@ class LBFGS(AbstractSolver[_LBFGSState]):
 
     **Arguments:**
 
-    - `history_size`: number of `(s, y)` pairs kept.
-    - `linesearch`: an `AbstractLineSearch` (strong Wolfe keeps `s.y > 0`).
-    - `gtol`: stop when `max|g| <= gtol` (with bounds: `max|P(x - g) - x| <= gtol`).
-    - `ftol`: stop when a step decreases f by at most `ftol * |f|` while the relative
+    - `history_size` (default `10`): number of `(s, y)` pairs kept; memory and work
+      per step grow linearly with it.
+    - `linesearch` (default `jm.linesearch.Zoom()`): an `AbstractLineSearch` (strong
+      Wolfe keeps `s.y > 0`).
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when `max|g| <= gtol`.
+    - `ftol` (default `None`, meaning `eps / 4` of the solve's dtype; relative,
+      dimensionless): stop when a step decreases f by at most `ftol * |f|` while the relative
       gradient `max_i |g_i| max(|x_i|, 1)` is at most `ftol^(1/3) max(|f|, 1)` (SciPy
       L-BFGS-B's `ftol`, guarded); the same guard judges a solve that can no longer
       decrease f (see `solvers/_stopping.py`). `None`: `eps / 4` of the dtype.
 
-    **Bounds** (`minimize(..., bounds=(lower, upper))`, or `init`/`step` given a
-    `Constraints` with bounds): L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995), see
-    `_lbfgsb.py`: generalised Cauchy point, subspace minimisation, and a Moré–Thuente
-    search capped at the box (its constants from `linesearch` when that is a
-    `MoreThuente`, else L-BFGS-B's). Iterates and trial points never leave the box.
-    Without bounds nothing of this runs.
+    **Bounds:** `minimize(fn, x0, jm.LBFGS(...), bounds=(lower, upper))` runs
+    `jm.LBFGSB` (L-BFGS-B) built by `with_bounds()`: the same `history_size`, `gtol`
+    and `ftol`, and a Moré–Thuente search (this solver's `linesearch` if it is one;
+    L-BFGS-B's own in place of the default `Zoom()`; any other search is an error).
+    `LBFGS` itself takes no bounds.
     """
 
     history_size: int = eqx.field(default=10, static=True)
     linesearch: AbstractLineSearch = Zoom()
     gtol: ScalarLike = 1e-5
     ftol: Optional[ScalarLike] = None
-    takes_bounds: ClassVar[bool] = True
 
     def __check_init__(self):
         if not isinstance(self.history_size, int) or self.history_size < 1:
             raise ValueError("`LBFGS(history_size=...)` must be a positive int.")
         check_options(self, self.gtol, self.linesearch)
 
+    def warm_state(self, fresh, old):
+        """A warm start keeps the curvature pairs (each with `s.y > 0`, a valid guess
+        of the changed problem's curvature that new pairs replace)."""
+        keep = lambda s: (s.s_hist, s.y_hist, s.rho, s.k, s.gamma)  # noqa: E731
+        return eqx.tree_at(keep, fresh, keep(old))
+
+    def with_bounds(self) -> LBFGSB:
+        """L-BFGS-B with this solver's `history_size`, `gtol` and `ftol`: what
+        `minimize` runs for `jm.LBFGS` given `bounds=`. Its search is `linesearch` when
+        that is a `MoreThuente`, and L-BFGS-B's `MoreThuente()` in place of the default
+        `Zoom()`; another search raises (L-BFGS-B's search must stop at the box)."""
+        search = self.linesearch
+        if not isinstance(search, MoreThuente):
+            if not (type(search) is Zoom and eqx.tree_equal(search, Zoom()) is True):
+                raise ValueError(
+                    f"`jm.LBFGS(linesearch={type(search).__name__}(...))` with `bounds=`: L-BFGS-B "
+                    "searches with Moré–Thuente capped at the box; pass "
+                    "`linesearch=jm.linesearch.MoreThuente(...)` or leave the default."
+                )
+            search = MoreThuente()
+        return LBFGSB(history_size=self.history_size, linesearch=search, gtol=self.gtol, ftol=self.ftol)
+
     def init(self, fn, x, args, constraints: Constraints | None = None):
-        if constraints is not None and constraints.has_bounds:
-            return lbfgsb_init(self, fn, x, args, constraints)
+        _no_bounds(constraints)
         f, g, reason = start_point(fn, x, args)
         m, n = self.history_size, x.shape[0]
         zero = jnp.zeros((), x.dtype)
@@ -124,8 +164,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         )
 
     def step(self, fn, x, state, args, constraints: Constraints | None = None):
-        if isinstance(state, _LBFGSBState):
-            return lbfgsb_step(self, fn, x, state, args, constraints)
+        _no_bounds(constraints)
         f, g, k = state.f, state.g, state.k
         # H0 = I / ||g||: a unit first step, with no history to scale it
         g_norm = jnp.linalg.norm(g)
@@ -165,21 +204,3 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             num_hvp_evals=state.num_hvp_evals,
         )
         return step.x, new_state
-
-    def optimality_norm(self, state):
-        if isinstance(state, _LBFGSBState):
-            return max_norm(state.pg)  # max|P(x - g) - x|
-        return max_norm(state.g)
-
-    def relative_optimality(self, x, state):
-        if isinstance(state, _LBFGSBState):
-            return relative_optimality(state.pg, x)
-        return relative_optimality(state.g, x)
-
-    def optimality_label(self, state):
-        return "|pg|inf" if isinstance(state, _LBFGSBState) else "|g|inf"
-
-    def implicit_system(self, x, state, fn, args, constraints):
-        if isinstance(state, _LBFGSBState):
-            return lbfgsb_implicit_system(x, state, constraints)
-        return AbstractSolver.implicit_system(self, x, state, fn, args, constraints)

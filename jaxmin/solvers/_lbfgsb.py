@@ -1,30 +1,34 @@
 """L-BFGS-B: limited-memory BFGS with bounds (Byrd, Lu, Nocedal & Zhu 1995; Zhu, Byrd,
 Lu & Nocedal 1997, Algorithm 778; Morales & Nocedal 2011).
 
-`jm.LBFGS` runs this when `minimize` is given `bounds=`. One iteration: the generalised
-Cauchy point along the projected-gradient path, minimisation of the quadratic model over
-the variables still free there, then a Moré–Thuente search along `d = x_bar - x`
-capped at the largest feasible step. Every trial point is clipped into the box, so
-the objective is never evaluated outside it.
+One iteration: the generalised Cauchy point along the projected-gradient path,
+minimisation of the quadratic model over the variables still free there (`_cauchy.py`),
+then a Moré–Thuente search along `d = x_bar - x` capped at the largest feasible step.
+Every trial point is clipped into the box, so the objective is never evaluated outside
+it. The compact representation of the model (`_compact.py`) is kept up to date by one
+row and column per step, as in the Fortran code, instead of being rebuilt.
 
 Notation: `x, f, g`; direction `d`; step `alpha`; pairs `s = x+ - x`, `y = g+ - g`;
 `theta = y.y / s.y`; bounds `lower`, `upper`; projected gradient `P(x - g) - x`.
 """
 
+from typing import ClassVar, Optional
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, Scalar
+from jaxtyping import Array, Bool, Int, Scalar
 
 from .._constraints import Constraints
 from .._misc import eps, max_norm
-from .._typing import Vector
+from .._typing import ScalarLike, Vector
 from ..linesearch import MoreThuente
 from ..linesearch._more_thuente import STPMAX, more_thuente_loop
-from ._base import AbstractState
-from ._cauchy import cauchy_point, compact, max_step, subspace_point
-from ._search import start_point
+from ._base import AbstractSolver, AbstractState
+from ._cauchy import cauchy_point, max_step, subspace_point
+from ._compact import Memory, add_pair, compact, empty_memory, update_free
+from ._search import check_options, start_point
 from ._stopping import end_step, keep_reason, relative_optimality
-
 
 
 class _LBFGSBState(AbstractState):
@@ -32,14 +36,7 @@ class _LBFGSBState(AbstractState):
     f: Scalar
     g: Vector
     pg: Vector  # the projected gradient step P(x - g) - x
-    # curvature memory: ring buffers (newest pair in row (k - 1) % m) and their inner
-    # products sy[i, j] = s_i.y_j, ss[i, j] = s_i.s_j, updated one row at a time
-    s_hist: Float[Array, "m n"]
-    y_hist: Float[Array, "m n"]
-    sy: Float[Array, "m m"]
-    ss: Float[Array, "m m"]
-    k: Int[Array, ""]  # pairs stored since the last reset
-    theta: Scalar
+    memory: Memory  # the (s, y) pairs and their inner products
     first: Bool[Array, ""]  # no step taken yet
     flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
     # bookkeeping
@@ -50,122 +47,188 @@ class _LBFGSBState(AbstractState):
     num_hvp_evals: Int[Array, ""]
 
 
-def lbfgsb_init(solver, fn, x, args, constraints: Constraints) -> _LBFGSBState:
-    f, g, reason = start_point(fn, x, args)
-    m, n = solver.history_size, x.shape[0]
-    zero = jnp.zeros((), x.dtype)
-    return _LBFGSBState(
-        f=f, g=g, pg=constraints.project(x - g) - x,
-        s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
-        sy=jnp.zeros((m, m), x.dtype), ss=jnp.zeros((m, m), x.dtype),
-        k=jnp.array(0, jnp.int32), theta=jnp.ones((), x.dtype), first=jnp.array(True),
-        flat_steps=jnp.array(0, jnp.int32), reason=reason,
-        alpha=zero, ls_evals=jnp.array(0, jnp.int32),
-        num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
-    )
+class _BoxSearch(eqx.Module):
+    """The outcome of the search along `d`: the new iterate (the old one if rejected)."""
+
+    x: Vector
+    f: Scalar
+    g: Vector
+    alpha: Scalar
+    accepted: Bool[Array, ""]
+    trial_f: Scalar  # f at the search's last trial (f itself without descent)
+    num_evals: Int[Array, ""]
 
 
-def _search_constants(linesearch) -> MoreThuente:
-    """The Moré–Thuente constants: the solver's own search if it is one, else
-    L-BFGS-B's (`c1 = 1e-3`, `c2 = 0.9`, `xtol = 0.1`, 20 evaluations)."""
-    return linesearch if isinstance(linesearch, MoreThuente) else MoreThuente()
+def _require_bounds(constraints: Optional[Constraints]) -> Constraints:
+    if constraints is None or not constraints.has_bounds:
+        raise ValueError(
+            "`LBFGSB` needs bounds: pass `bounds=(lower, upper)` to `jm.minimize`, or a "
+            "`Constraints(lower=..., upper=...)` to `init`/`step`; without bounds use `jm.LBFGS`."
+        )
+    return constraints
 
 
-def lbfgsb_step(solver, fn, x, state: _LBFGSBState, args, constraints: Constraints):
-    lower, upper = constraints.lower, constraints.upper
-    f, g, k, theta = state.f, state.g, state.k, state.theta
-    b = compact(state.s_hist, state.y_hist, state.sy, state.ss, k, theta)
-    cp = cauchy_point(x, g, lower, upper, b)
-    # with no pairs the Cauchy point already minimises the model (B = theta I)
-    x_bar = jnp.where(k > 0, subspace_point(x, g, lower, upper, b, cp), cp.x)
-    d = x_bar - x
-    gd = jnp.dot(g, d)
-    descent = gd < 0
+class LBFGSB(AbstractSolver[_LBFGSBState]):
+    """L-BFGS-B: limited-memory BFGS within bounds `lower <= x <= upper` (Byrd, Lu,
+    Nocedal & Zhu 1995; Zhu et al. 1997, Algorithm 778; Morales & Nocedal 2011).
 
-    # step cap: the largest feasible step (>= 1, since x + d = x_bar is feasible); on
-    # the first iteration L-BFGS-B caps it at 1 when some bound is finite and starts
-    # from 1/|d| unless every variable has both bounds (BLNZ §6; Zhu et al. 1997)
-    bounded = jnp.isfinite(lower) | jnp.isfinite(upper)
-    constrained, boxed = jnp.any(bounded), jnp.all(jnp.isfinite(lower) & jnp.isfinite(upper))
-    cap = jnp.minimum(jnp.maximum(max_step(x, d, lower, upper), 1.0), STPMAX)
-    cap = jnp.where(state.first & constrained, 1.0, cap).astype(x.dtype)
-    d_norm = jnp.linalg.norm(d)
-    stp0 = jnp.where(state.first & ~boxed, jnp.minimum(1 / jnp.where(d_norm > 0, d_norm, 1.0), cap), 1.0)
+    Use it for smooth objectives with simple bounds, e.g.
+    `jm.minimize(fn, x0, jm.LBFGSB(), bounds=(lower, upper))`; `jm.LBFGS()` given
+    `bounds=` runs this solver with the same `history_size`, `gtol` and `ftol`. Each
+    iteration finds the generalised Cauchy point along the projected-gradient path,
+    minimises the limited-memory model over the variables still free there, and
+    searches along the result with Moré–Thuente, capped at the box. Iterates and trial
+    points never leave the box. It needs bounds (`init`/`step` take a `Constraints`
+    with `lower` and `upper`).
 
-    def point(alpha):
-        # x_bar itself at alpha = 1; any other trial clipped, so rounding never leaves the box
-        return jnp.where(alpha == 1, x_bar, jnp.clip(x + alpha * d, lower, upper))
+    **Arguments:**
 
-    f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
-    search = _search_constants(solver.linesearch)
-    d_search = jnp.where(descent, d, 0.0)
-    ls = more_thuente_loop(search, f_and_g, point, f, g, d_search, stp0.astype(x.dtype), cap)
-    # success: the last trial; failure: the best one (x itself if none decreased f)
-    pick = lambda best, last: jnp.where(ls.converged, last, best)
-    alpha, f_new = pick(ls.stx, ls.a), pick(ls.fx, ls.f)
-    x_new, g_new, ok, n_evals = pick(ls.xx, ls.x), pick(ls.gx, ls.g), ls.converged, ls.n
+    - `history_size` (default `10`): number of `(s, y)` pairs kept.
+    - `linesearch` (default `jm.linesearch.MoreThuente()`): a
+      `jm.linesearch.MoreThuente` (L-BFGS-B's search, its constants free to choose);
+      no other search knows how to stop at the box.
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when the projected gradient
+      `max|P(x - g) - x| <= gtol`.
+    - `ftol` (default `None`; relative, dimensionless): as for `jm.LBFGS` (SciPy L-BFGS-B's `ftol`, guarded by the relative
+      projected gradient; see `solvers/_stopping.py`). `None`: `eps / 4` of the dtype.
 
-    # how the step ended, as for the unbounded solvers (`_stopping.end_step`); a
-    # failure resets the memory and retries from the Cauchy step, unless it was one
-    accept = descent & (ok | (f_new < f))
-    x_new = jnp.where(accept, x_new, x)
-    f_trial = jnp.where(descent, f_new, f)
-    f_new = jnp.where(accept, f_new, f)
-    g_new = jnp.where(accept, g_new, g)
-    pg = constraints.project(x_new - g_new) - x_new
-    end = end_step(
-        x=x, f=f, f_new=f_new, accepted=accept, moved=max_norm(x_new - x),
-        predicted=-(gd + 0.5 * b.curvature(d)), at_precision=max_norm(d) <= 100 * eps(x) * max_norm(x),
-        retry_possible=k > 0, trial_f=f_trial, optimality=relative_optimality(pg, x_new), flat_steps=state.flat_steps,
-        ftol=solver.tolerance_ftol(x),
-    )
-    failed = end.failed
-    s, y = x_new - x, g_new - g
-    sy_new, yy = jnp.dot(s, y), jnp.dot(y, y)
-    # curvature test of L-BFGS-B: skip the pair unless s.y > eps (-g.s)
-    store = ~failed & (sy_new > eps(x) * -jnp.dot(g, s))
-    row = k % solver.history_size
-    s_hist = state.s_hist.at[row].set(jnp.where(store, s, state.s_hist[row]))
-    y_hist = state.y_hist.at[row].set(jnp.where(store, y, state.y_hist[row]))
-    sy_row, sy_col, ss_row = s @ y_hist.T, s_hist @ y, s_hist @ s
-    sy_mat = jnp.where(store, state.sy.at[row].set(sy_row).at[:, row].set(sy_col), state.sy)
-    ss_mat = jnp.where(store, state.ss.at[row].set(ss_row).at[:, row].set(ss_row), state.ss)
-    new_k = jnp.where(failed, 0, k + store.astype(jnp.int32))
-    new_theta = jnp.where(store, yy / jnp.where(store, sy_new, 1.0), theta)
-    new_theta = jnp.where(failed, 1.0, new_theta).astype(x.dtype)
-    new_state = _LBFGSBState(
-        f=f_new, g=g_new, pg=pg,
-        s_hist=s_hist, y_hist=y_hist, sy=sy_mat, ss=ss_mat,
-        k=new_k, theta=new_theta, first=jnp.array(False),
-        flat_steps=end.flat_steps,
-        reason=keep_reason(state.reason, end.reason),
-        alpha=alpha,
-        ls_evals=n_evals,
-        num_fun_evals=state.num_fun_evals + n_evals,
-        num_hvp_evals=state.num_hvp_evals,
-    )
-    return x_new, new_state
+    **Example:**
 
+    ```python
+    def rosenbrock(x):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
-def lbfgsb_implicit_system(x: Vector, state: _LBFGSBState, constraints: Constraints):
-    """Optimality conditions with the active bounds frozen (at the solution, a bound
-    is active where `x` sits on it and the gradient pushes outward; `lower == upper`
-    is always active):
-
-        r(z) = D grad f(D z + (1 - D) b) + (1 - D)(z - b),
-
-    `D` the free mask, `b` the active bound value. Active coordinates follow their bound
-    (zero derivative with respect to `fn`'s parameters); free ones solve the reduced
-    Hessian system. The Jacobian `D H D + (1 - D)` is symmetric, so CG applies.
+    upper = jnp.array([2.0, 2.0, 0.5, 2.0])
+    sol = jm.minimize(rosenbrock, jnp.zeros(4), jm.LBFGSB(), bounds=(-1.0, upper))
+    print(sol.x, sol.success)   # x[2] rests on its upper bound 0.5
+    ```
     """
-    g = state.g
-    at_lower = (x <= constraints.lower) & ((g > 0) | (constraints.lower == constraints.upper))
-    at_upper = (x >= constraints.upper) & (g < 0) & ~at_lower
-    free = ~(at_lower | at_upper)
 
-    def residual(z, fn, args, constraints):
-        b = jnp.where(at_lower, constraints.lower, jnp.where(at_upper, constraints.upper, 0.0))
-        z_fixed = jnp.where(free, z, b)
-        return jnp.where(free, jax.grad(fn)(z_fixed, *args), z - b)
+    history_size: int = eqx.field(default=10, static=True)
+    linesearch: MoreThuente = MoreThuente()
+    gtol: ScalarLike = 1e-5
+    ftol: Optional[ScalarLike] = None
+    takes_bounds: ClassVar[bool] = True
 
-    return x, residual
+    def __check_init__(self):
+        if not isinstance(self.history_size, int) or self.history_size < 1:
+            raise ValueError("`LBFGSB(history_size=...)` must be a positive int.")
+        check_options(self, self.gtol, self.linesearch)
+        if not isinstance(self.linesearch, MoreThuente):
+            raise TypeError(
+                f"`LBFGSB(linesearch=...)` must be a `jm.linesearch.MoreThuente` (the search "
+                f"L-BFGS-B caps at the box); got {type(self.linesearch).__name__}."
+            )
+
+    def warm_state(self, fresh, old):
+        """A warm start keeps the curvature pairs and their inner products (the free
+        set they were reduced to travels with them)."""
+        return eqx.tree_at(lambda s: (s.memory, s.first), fresh, (old.memory, old.first))
+
+    def init(self, fn, x, args, constraints: Optional[Constraints] = None) -> _LBFGSBState:
+        box = _require_bounds(constraints)
+        f, g, reason = start_point(fn, x, args)
+        zero = jnp.zeros((), x.dtype)
+        return _LBFGSBState(
+            f=f, g=g, pg=box.project(x - g) - x,
+            memory=empty_memory(self.history_size, x),
+            first=jnp.array(True), flat_steps=jnp.array(0, jnp.int32), reason=reason,
+            alpha=zero, ls_evals=jnp.array(0, jnp.int32),
+            num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
+        )
+
+    def step(self, fn, x, state: _LBFGSBState, args, constraints: Optional[Constraints] = None):
+        box = _require_bounds(constraints)
+        f, g, memory = state.f, state.g, state.memory
+        b = compact(memory)
+        cp = cauchy_point(x, g, box.lower, box.upper, b)
+        memory = update_free(memory, cp.free)
+        # with no pairs the Cauchy point already minimises the model (B = theta I)
+        x_sub = subspace_point(x, g, box.lower, box.upper, b, cp, memory.free_gram)
+        x_bar = jnp.where(memory.k > 0, x_sub, cp.x)
+        d = x_bar - x
+        gd = jnp.dot(g, d)
+        search = self._search(fn, args, x, f, g, d, x_bar, state.first, box)
+        pg = box.project(search.x - search.g) - search.x
+        end = end_step(
+            x=x, f=f, f_new=search.f, accepted=search.accepted, moved=max_norm(search.x - x),
+            predicted=-(gd + 0.5 * b.curvature(d)),
+            at_precision=max_norm(d) <= 100 * eps(x) * max_norm(x), retry_possible=memory.k > 0,
+            trial_f=search.trial_f, optimality=relative_optimality(pg, search.x),
+            flat_steps=state.flat_steps, ftol=self.tolerance_ftol(x),
+        )
+        # a failure resets the memory and retries from the Cauchy step, unless it was one
+        memory = add_pair(memory, search.x - x, search.g - g, g, end.failed)
+        new_state = _LBFGSBState(
+            f=search.f, g=search.g, pg=pg, memory=memory, first=jnp.array(False),
+            flat_steps=end.flat_steps, reason=keep_reason(state.reason, end.reason),
+            alpha=search.alpha, ls_evals=search.num_evals,
+            num_fun_evals=state.num_fun_evals + search.num_evals,
+            num_hvp_evals=state.num_hvp_evals,
+        )
+        return search.x, new_state
+
+    def _search(self, fn, args, x, f, g, d, x_bar, first, box: Constraints) -> _BoxSearch:
+        """Moré–Thuente along `d` from `x`, capped at the box; a decrease that misses
+        the Wolfe conditions is still accepted (as for the unbounded solvers)."""
+        lower, upper = box.lower, box.upper
+        descent = jnp.dot(g, d) < 0
+        # step cap: the largest feasible step (>= 1, since x + d = x_bar is feasible); on
+        # the first iteration L-BFGS-B caps it at 1 when some bound is finite and starts
+        # from 1/|d| unless every variable has both bounds (BLNZ §6; Zhu et al. 1997)
+        bounded = jnp.isfinite(lower) | jnp.isfinite(upper)
+        constrained, boxed = jnp.any(bounded), jnp.all(jnp.isfinite(lower) & jnp.isfinite(upper))
+        cap = jnp.minimum(jnp.maximum(max_step(x, d, lower, upper), 1.0), STPMAX)
+        cap = jnp.where(first & constrained, 1.0, cap).astype(x.dtype)
+        d_norm = jnp.linalg.norm(d)
+        stp0 = jnp.where(first & ~boxed, jnp.minimum(1 / jnp.where(d_norm > 0, d_norm, 1.0), cap), 1.0)
+
+        def point(alpha):
+            # x_bar itself at alpha = 1; any other trial clipped, so rounding never leaves the box
+            return jnp.where(alpha == 1, x_bar, jnp.clip(x + alpha * d, lower, upper))
+
+        f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
+        d_search = jnp.where(descent, d, 0.0)
+        ls = more_thuente_loop(self.linesearch, f_and_g, point, f, g, d_search, stp0.astype(x.dtype), cap)
+        # success: the last trial; failure: the best one (x itself if none decreased f)
+        pick = lambda best, last: jnp.where(ls.converged, last, best)
+        f_new = pick(ls.fx, ls.f)
+        accept = descent & (ls.converged | (f_new < f))
+        return _BoxSearch(
+            x=jnp.where(accept, pick(ls.xx, ls.x), x), f=jnp.where(accept, f_new, f),
+            g=jnp.where(accept, pick(ls.gx, ls.g), g), alpha=pick(ls.stx, ls.a), accepted=accept,
+            trial_f=jnp.where(descent, f_new, f), num_evals=ls.n,
+        )
+
+    def optimality_norm(self, state: _LBFGSBState) -> Scalar:
+        return max_norm(state.pg)  # max|P(x - g) - x|
+
+    def relative_optimality(self, x: Vector, state: _LBFGSBState) -> Scalar:
+        return relative_optimality(state.pg, x)
+
+    def optimality_label(self, state: _LBFGSBState) -> str:
+        del state
+        return "|pg|inf"
+
+    def implicit_system(self, x: Vector, state: _LBFGSBState, fn, args, constraints: Constraints):
+        """Optimality conditions with the active bounds frozen (at the solution, a bound
+        is active where `x` sits on it and the gradient pushes outward; `lower == upper`
+        is always active):
+
+            r(z) = D grad f(D z + (1 - D) b) + (1 - D)(z - b),
+
+        `D` the free mask, `b` the active bound value. Active coordinates follow their
+        bound (zero derivative with respect to `fn`'s parameters); free ones solve the
+        reduced Hessian system. The Jacobian `D H D + (1 - D)` is symmetric, so CG applies.
+        """
+        g = state.g
+        at_lower = (x <= constraints.lower) & ((g > 0) | (constraints.lower == constraints.upper))
+        at_upper = (x >= constraints.upper) & (g < 0) & ~at_lower
+        free = ~(at_lower | at_upper)
+
+        def residual(z, fn, args, constraints):
+            b = jnp.where(at_lower, constraints.lower, jnp.where(at_upper, constraints.upper, 0.0))
+            z_fixed = jnp.where(free, z, b)
+            return jnp.where(free, jax.grad(fn)(z_fixed, *args), z - b)
+
+        return x, residual
