@@ -127,3 +127,139 @@ def test_vmap_over_qps():
     batched = jax.vmap(solve, in_axes=(0, 0, 0, 0, None))(*[np.stack(v) for v in zip(*qps)], IS_EQ)
     for i, qp in enumerate(qps):
         np.testing.assert_allclose(batched.d[i], solve(*qp, IS_EQ).d, rtol=1e-10, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# bounds as bounds, warm starts: the primal-dual active-set solver of SQP at medium n
+# --------------------------------------------------------------------------- #
+
+from jaxmin.solvers._qp_pdas import ActiveSet, solve_qp_pdas  # noqa: E402
+
+pdas = jax.jit(solve_qp_pdas)
+
+
+def _cold(m, n):
+    return ActiveSet(rows=np.zeros(m, bool), at_lower=np.zeros(n, bool), at_upper=np.zeros(n, bool))
+
+
+def _simplex_projection(y):
+    # the sort-based projection onto {x >= 0, sum(x) = 1} (Held, Wolfe & Crowder 1974)
+    u = np.sort(y)[::-1]
+    css = np.cumsum(u)
+    k = np.nonzero(u * np.arange(1, len(y) + 1) > css - 1.0)[0][-1]
+    return np.maximum(y - (css[k] - 1.0) / (k + 1), 0.0)
+
+
+def test_pdas_box_qp_closed_form():
+    # diagonal G, bounds only: d = clip(-a / G_ii, lower, upper); multipliers w = G d + a
+    rng = np.random.default_rng(0)
+    n = 12
+    g, a = rng.uniform(0.5, 2.0, n), 3 * rng.normal(size=n)
+    lower, upper = -np.ones(n), np.ones(n)
+    lower[0], upper[1] = -np.inf, np.inf  # free on one side
+    r = pdas(np.diag(g), a, np.zeros((0, n)), np.zeros(0), np.zeros(0, bool), lower, upper, _cold(0, n))
+    expected = np.clip(-a / g, lower, upper)
+    assert r.solved
+    np.testing.assert_allclose(r.d, expected, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(r.w, g * expected + a, atol=1e-14)
+    np.testing.assert_array_equal(r.active.at_lower, expected == lower)
+    np.testing.assert_array_equal(r.active.at_upper, expected == upper)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pdas_simplex_projection_n200(dtype):
+    y = np.random.default_rng(200).normal(size=200)
+    n = y.shape[0]
+    r = pdas(np.eye(n, dtype=dtype), -y.astype(dtype), np.ones((1, n), dtype), np.ones(1, dtype), np.ones(1, bool),
+             np.zeros(n, dtype), np.full(n, np.inf, dtype), _cold(1, n))
+    assert r.solved and r.d.dtype == dtype
+    expected = _simplex_projection(y)
+    np.testing.assert_allclose(r.d, expected, atol=10 * np.finfo(dtype).eps)
+    np.testing.assert_array_equal(r.active.at_lower, expected == 0)
+    # few iterations: all the bounds that bind enter together
+    assert int(r.num_steps) <= 10
+
+
+def _random_bounded_qp(seed):
+    G, a, C, b = _random_qp(seed)
+    rng = np.random.default_rng(seed)
+    # bounds around a feasible point of the general rows (b's construction: C x_f - slack)
+    x_feasible = np.linalg.lstsq(C[:ME], b[:ME], rcond=None)[0]
+    lower = np.minimum(x_feasible, 0.0) - rng.uniform(0.1, 0.5, N)
+    upper = np.maximum(x_feasible, 0.0) + rng.uniform(0.1, 0.5, N)
+    return G, 3 * a, C[:ME], b[:ME], lower, upper
+
+
+def _enumerated_minimum(G, a, C, b, lower, upper):
+    """The minimiser of a small convex QP with equalities `C d = b` and bounds, by
+    enumerating every face (each coordinate at its lower bound, its upper bound, or
+    free): the minimiser is the best of the faces' equality-constrained minimisers
+    that satisfy the bounds."""
+    import itertools
+
+    n, me = G.shape[0], C.shape[0]
+    best, best_q = None, np.inf
+    for pattern in itertools.product((0, 1, 2), repeat=n):
+        fixed = np.array([p != 2 for p in pattern])
+        value = np.where(np.array(pattern) == 0, lower, upper)
+        E = np.eye(n)[fixed]
+        K = np.block([[G, -C.T, -E.T], [C, np.zeros((me, me + E.shape[0]))],
+                      [E, np.zeros((E.shape[0], me + E.shape[0]))]])
+        try:
+            sol = np.linalg.solve(K, np.concatenate([-a, b, value[fixed]]))
+        except np.linalg.LinAlgError:
+            continue
+        d = sol[:n]
+        if np.all(d >= lower - 1e-12) and np.all(d <= upper + 1e-12):
+            q = 0.5 * d @ G @ d + a @ d
+            if q < best_q:
+                best, best_q = d, q
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pdas_bounds_and_equalities_exact(seed):
+    G, a, C, b, lower, upper = _random_bounded_qp(seed)
+    r = pdas(G, a, C, b, np.ones(ME, bool), lower, upper, _cold(ME, N))
+    assert r.solved
+    np.testing.assert_allclose(r.d, _enumerated_minimum(G, a, C, b, lower, upper), atol=1e-12)
+    d, lam, w = (np.asarray(v) for v in (r.d, r.lam, r.w))
+    # the KKT certificate: stationarity with the bound multipliers, signs, complementarity
+    np.testing.assert_allclose(G @ d + a - C.T @ lam - w, 0.0, atol=1e-12)
+    assert np.all(w[np.asarray(r.active.at_lower)] >= 0) and np.all(w[np.asarray(r.active.at_upper)] <= 0)
+    free = ~np.asarray(r.active.at_lower | r.active.at_upper)
+    assert np.all(w[free] == 0) and np.all((d >= lower - 1e-12) & (d <= upper + 1e-12))
+
+
+def test_pdas_warm_start():
+    # from its own final active set the solve takes one iteration and returns the same
+    # answer; from a wrong guess (every coordinate at its upper bound, every row active)
+    # it still finds it
+    G, a, C, b, lower, upper = _random_bounded_qp(2)
+    C_in, b_in = _random_qp(2)[2][ME:], _random_qp(2)[3][ME:] - 1.0
+    C_all, b_all = np.concatenate([C, C_in]), np.concatenate([b, b_in])
+    is_eq = np.arange(C_all.shape[0]) < ME
+    cold = pdas(G, a, C_all, b_all, is_eq, lower, upper, _cold(C_all.shape[0], N))
+    assert cold.solved
+    warm = pdas(G, a, C_all, b_all, is_eq, lower, upper, cold.active)
+    assert warm.solved and int(warm.num_steps) == 1
+    np.testing.assert_allclose(warm.d, cold.d, rtol=1e-12, atol=1e-14)
+    wrong = ActiveSet(rows=np.ones(C_all.shape[0], bool), at_lower=np.zeros(N, bool), at_upper=np.ones(N, bool))
+    again = pdas(G, a, C_all, b_all, is_eq, lower, upper, wrong)
+    assert again.solved
+    np.testing.assert_allclose(again.d, cold.d, rtol=1e-10, atol=1e-12)
+    # and the dual active-set method (bounds as rows) agrees
+    eye = np.eye(N)
+    ref = solve(G, a, np.concatenate([C_all, eye, -eye]), np.concatenate([b_all, lower, -upper]),
+                np.concatenate([is_eq, np.zeros(2 * N, bool)]))
+    np.testing.assert_allclose(cold.d, ref.d, rtol=1e-10, atol=1e-12)
+
+
+def test_pdas_pinned_coordinate():
+    # lower == upper fixes a coordinate; its multiplier takes either sign
+    G, a = np.eye(3), np.array([-1.0, 2.0, 0.5])
+    lower, upper = np.array([0.3, 0.3, -1.0]), np.array([0.3, 1.0, 1.0])
+    r = pdas(G, a, np.zeros((0, 3)), np.zeros(0), np.zeros(0, bool), lower, upper, _cold(0, 3))
+    assert r.solved
+    np.testing.assert_allclose(r.d, [0.3, 0.3, -0.5])
+    np.testing.assert_allclose(r.w, [0.3 - 1.0, 0.3 + 2.0, 0.0])

@@ -52,3 +52,24 @@ def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):
     vals = jnp.maximum(jnp.abs(vals), floor)
     B = (vecs * vals[None, :]) @ vecs.T
     return jnp.where(jnp.all(jnp.isfinite(B)), B, jnp.eye(x.shape[0], dtype=x.dtype))
+
+
+def update_after_step(B, num_updates, s, y, y_noise, moved, frozen, kept):
+    """SQP's Hessian after a step `s` with Lagrangian-gradient change `y`: Powell's
+    damped BFGS update (`damped_bfgs`) where the step `moved` along the QP's `p`,
+    unchanged where it is `kept` (a feasibility step, or the solve stopped), and `I`
+    where the step failed (neither) or left `x` unchanged (`frozen`): an enormous `B` makes
+    the QP step vanish below x's rounding, and the iterates freeze far from a KKT
+    point. A `y` within `y_noise` in every component (100 eps times the magnitude of
+    the Lagrangian gradient's terms) carries no curvature, only rounding: updating on
+    it lets B's condition grow without bound (past 1e14 in float32 within a few steps
+    near a solution). Returns `(B, num_updates)`, the count restarting at 0 with `I`."""
+    B_new, updated = damped_bfgs(B, s, y, num_updates == 0)
+    resolved = jnp.any(jnp.abs(y) > y_noise)
+    B_new = jnp.where(resolved, B_new, B)
+    updated = updated & resolved
+    normal = moved & ~frozen
+    eye = jnp.eye(B.shape[0], dtype=B.dtype)
+    B_new = jnp.where(normal, B_new, jnp.where(kept, B, eye))
+    count = jnp.where(normal, num_updates + updated.astype(jnp.int32), jnp.where(kept, num_updates, 0))
+    return B_new, count

@@ -1,0 +1,222 @@
+"""The pieces of one SQP step (`SQP.step` calls them in this order): the penalty
+update, the restoration decision, the rounding levels and the tests at `x`, then,
+after the merit search, the Hessian update, the step's verdict, the progress watch
+and the restoration phase.
+
+Notation as in `_sqp.py` (Nocedal & Wright ch. 18).
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+from jax import lax
+from jaxtyping import Array, Bool, Int, Scalar
+
+from .._misc import eps, max_norm
+from .._solution import Reason
+from .._typing import Vector
+from ._lagrangian import update_after_step
+from ._sqp_point import (
+    _Point, constraint_scales, kkt_residual, lagrangian_grad, merit_noise, violated, violation_floor,
+    violation_l1, violation_l2,
+)
+from ._sqp_state import _Phase, _SQPState, _Watch
+from ._sqp_subproblem import QPStep, feasibility_step
+from ._stopping import at_precision_level, stall_reason
+
+_NU_MAX = 1e12  # cap of the merit penalty
+# the fraction of the best linearised violation reduction a step must achieve before
+# the feasibility step replaces it (Byrd, Nocedal & Waltz 2008, "steering" rule)
+_STEER = 0.1
+# steps in a row that leave the merit function and x unchanged to rounding: a failure
+_MAX_FLAT_STEPS = 10
+
+
+def penalty_update(pt: _Point, B, qp: QPStep, nu_old, v0, infeasible_mode, x):
+    """The merit penalty `nu` and the merit function's directional derivative along
+    `p`, `g.p - nu (violation - linearised violation)` (N&W eq. 18.29; an upper bound
+    where `delta > 0`).
+
+    The target is `max|lam|`, which makes `p` a descent direction where the linearised
+    constraints hold (`delta = 0`); in the relaxed QP (`delta > 0`) the multipliers
+    price the relaxation (they grow with its weight), so there N&W eq. 18.36 (sigma =
+    1, rho = 0.5) alone sets it. Powell's update (1978) lets `nu` fall back halfway
+    towards its target; in the infeasible phase the multipliers price keeping the
+    violation, and `nu` does not fall, lest the merit function let the violation grow.
+    """
+    p = qp.p
+    reduction = v0 - violation_l1(pt.c_eq + pt.J_eq @ p, pt.c_in + pt.J_in @ p)
+    gp, pBp = jnp.dot(pt.g, p), jnp.dot(p, B @ p)
+    has_reduction = reduction > 100 * eps(x) * (1.0 + v0)
+    nu_req = jnp.where(has_reduction, (gp + 0.5 * pBp) / (0.5 * jnp.where(has_reduction, reduction, 1.0)), 0.0)
+    relaxed = qp.delta > 100 * eps(x)
+    lam_max = jnp.maximum(max_norm(qp.lam_eq), max_norm(qp.lam_in))
+    target = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam_max)
+    nu = jnp.minimum(jnp.maximum(1.01 * target, 0.5 * (nu_old + target)), _NU_MAX)
+    nu = jnp.where(infeasible_mode, jnp.minimum(jnp.maximum(nu_old, 1.01 * lam_max), _NU_MAX), nu)
+    return nu, jnp.minimum(gp - nu * reduction, 0.0)
+
+
+class _Plan(eqx.Module):
+    """The feasibility step and whether it replaces `p` (`restoration_plan`)."""
+
+    p: Vector
+    slope: Scalar  # of the squared violation along `p`
+    certified: Bool[Array, ""]  # x is a stationary point of the violation above ctol
+    restore: Bool[Array, ""]  # this step is a feasibility step
+
+
+def restoration_plan(pt: _Point, x, lower, upper, qp: QPStep, state: _SQPState, stalled, ctol, ftol) -> _Plan:
+    """The feasibility step, where the constraints are violated and the QP had to be
+    relaxed (or failed, or the solve stalls): it certifies local infeasibility, or
+    replaces a step `p` that reduces the linearised squared violation by under a tenth
+    of what it promises (the steering rule), or follows a step along `p` that failed
+    or got less than 1% of its length (`restore_next`: the linearisation that promised
+    the reduction is not to be trusted that far from x). The restoration phase, once
+    entered, goes on until the squared violation has fallen by a fifth from where it
+    began, as IPOPT's restoration phase returns only at a point the filter accepts
+    (Wächter & Biegler 2006 §3.3), lest steps along p and feasibility steps undo each
+    other."""
+    phase, infeasible_mode = state.phase, state.phase.certified
+    v2 = violation_l2(pt.c_eq, pt.c_in)
+    in_restoration = phase.restoring & (v2 > 0.81 * phase.v2_entry) & ~infeasible_mode
+    need = ((state.violation > ctol)
+            & ((qp.delta > _STEER) | ~qp.ok | stalled | phase.restore_next | in_restoration)
+            & ~infeasible_mode)
+    # (its n x n solve only where it is needed)
+    p_f, slope_f, certified = lax.cond(
+        need, lambda: feasibility_step(pt, x, lower, upper, ftol, phase.damping),
+        lambda: (jnp.zeros_like(x), jnp.zeros((), x.dtype), jnp.array(False)))
+    certified = need & certified
+    lin_v2 = lambda s: violation_l2(pt.c_eq + pt.J_eq @ s, pt.c_in + pt.J_in @ s)
+    red_f, red_p = v2 - lin_v2(p_f), v2 - lin_v2(qp.p)
+    restore = need & (slope_f < 0) & ~certified & (~qp.ok | phase.restore_next | in_restoration
+                                                    | (red_p < _STEER * red_f))
+    return _Plan(p=p_f, slope=slope_f, certified=certified, restore=restore)
+
+
+class _Noise(eqx.Module):
+    """Rounding levels at `x`: of the merit function, of the l1 violation, and of
+    the squared violation (each violated `c_i` times its rounding)."""
+
+    merit: Scalar
+    l1: Scalar
+    v2: Scalar
+
+
+def rounding_levels(pt: _Point, x, nu) -> _Noise:
+    s_eq, s_in = constraint_scales(pt, x)
+    c_v, _ = violated(pt)
+    return _Noise(merit=merit_noise(pt, x, nu), l1=eps(x) * (jnp.sum(s_eq) + jnp.sum(s_in)),
+                  v2=eps(x) * jnp.dot(jnp.abs(c_v), jnp.concatenate([s_eq, s_in])))
+
+
+def _blocked_or(infeasible, at_floor_guard, otherwise):
+    """The end of a solve whose violation is above `ctol`: `PRECISION` at the
+    constraints' rounding floor, else `CONSTRAINTS_STALLED` (the message names
+    `ctol`); `otherwise` where feasible."""
+    return jnp.where(infeasible, jnp.where(at_floor_guard, Reason.PRECISION, Reason.CONSTRAINTS_STALLED),
+                     otherwise)
+
+
+class _Tests(eqx.Module):
+    """The tests at `x` with the new QP's multipliers (`tests_at_x`)."""
+
+    kkt: Scalar
+    rel: Scalar  # kkt relative to x's scale
+    floor_guard: Bool[Array, ""]  # feasible to rounding and at the shared precision guard
+    reason: Int[Array, ""]
+    stop: Bool[Array, ""]
+
+
+def tests_at_x(pt: _Point, x, lower, upper, qp: QPStep, state: _SQPState, noise: _Noise, slope, stalled,
+               certified, gtol, ctol, ftol) -> _Tests:
+    """The tests at `x` with the new QP's multipliers: a solution is recognised here,
+    without evaluating another trial point. Converged: KKT residual `<= gtol` and
+    violation `<= ctol`. At the attainable precision: feasible to rounding, the last
+    step changed the merit function only within its rounding, the decrease the QP
+    model still predicts is lost in it too, and the relative KKT residual passes the
+    shared guard (`_stopping`: GMW's test U3 on the KKT residual). The infeasible
+    phase ends `INFEASIBLE` as a solve ends `CONVERGED`: its KKT residual at most
+    `gtol`, at the attainable precision, or stalled. (The step that certifies
+    infeasibility moves nowhere: the next one, with delta pinned to 1, starts the
+    infeasible phase.)"""
+    infeasible_mode, viol0 = state.phase.certified, state.violation
+    kkt = jnp.where(qp.ok, kkt_residual(pt, qp.lam_eq, qp.lam_in, qp.w, x, lower, upper), state.kkt)
+    rel = kkt * jnp.maximum(max_norm(x), 1.0)
+    guard = at_precision_level(rel, pt.f, ftol)
+    at_floor = viol0 <= jnp.maximum(ctol, violation_floor(pt, x))
+    settled = state.unchanged & (-slope <= 4 * noise.merit) & guard
+    done = qp.ok & (kkt <= gtol) & (viol0 <= ctol) & ~infeasible_mode
+    precision = qp.ok & at_floor & settled & ~infeasible_mode
+    inf_done = infeasible_mode & qp.ok & ((kkt <= gtol) | settled)
+    stall_end = _blocked_or(viol0 > ctol, at_floor & guard, stall_reason(rel, pt.f, ftol, Reason.HOVERING))
+    reason = jnp.where(
+        done, Reason.RUNNING,
+        jnp.where(inf_done | (infeasible_mode & stalled), Reason.INFEASIBLE,
+                  jnp.where(precision, Reason.PRECISION,
+                            jnp.where(stalled & ~certified, stall_end, Reason.RUNNING))))
+    stop = done | inf_done | precision | stalled | certified
+    return _Tests(kkt=kkt, rel=rel, floor_guard=at_floor & guard, reason=reason, stop=stop)
+
+
+def hessian_update(state: _SQPState, pt: _Point, new: _Point, qp: QPStep, s, x, ok, restore, stop):
+    """Damped BFGS on the Lagrangian gradient with the new multipliers (N&W eq.
+    18.13), after a step along `p` (`_lagrangian.update_after_step`); the relaxed
+    QP's multipliers price the relaxation, so there `y` is that of f alone."""
+    relaxed = qp.delta > 100 * eps(x)
+    lam_eq, lam_in = jnp.where(relaxed, 0.0, qp.lam_eq), jnp.where(relaxed, 0.0, qp.lam_in)
+    y = lagrangian_grad(new, lam_eq, lam_in) - lagrangian_grad(pt, lam_eq, lam_in)
+    terms = lambda q: jnp.abs(q.g) + jnp.abs(q.J_eq.T) @ jnp.abs(lam_eq) + jnp.abs(q.J_in.T) @ jnp.abs(lam_in)
+    y_noise = 100 * eps(x) * jnp.maximum(terms(new), terms(pt))
+    frozen = ok & (max_norm(s) <= 4 * eps(x) * max_norm(x)) & (state.num_updates > 0) & ~restore
+    return update_after_step(state.B, state.num_updates, s, y, y_noise, ok & ~restore, frozen,
+                             stop | (ok & restore))
+
+
+def step_reason(tests: _Tests, state: _SQPState, pt: _Point, ok, restore, lost, flat_steps, ctol, ftol):
+    """Why this step ends the solve (`RUNNING`: it does not): a test at `x`, or a
+    failure: a search that failed from `B = I` (or along the feasibility step), or
+    `_MAX_FLAT_STEPS` steps leaving the merit function and x unchanged to rounding;
+    `lost` where the model's decrease is below rounding (a stall, not a failed
+    search)."""
+    failed = ~ok & ~tests.stop & ((state.num_updates == 0) | restore)
+    fail_end = jnp.where(
+        state.phase.certified, Reason.INFEASIBLE,
+        _blocked_or(state.violation > ctol, tests.floor_guard,
+                    jnp.where(lost, stall_reason(tests.rel, pt.f, ftol), Reason.LINESEARCH)))
+    return jnp.where(tests.stop, tests.reason,
+                     jnp.where(failed | (flat_steps >= _MAX_FLAT_STEPS), fail_end, Reason.RUNNING))
+
+
+def next_watch(watch: _Watch, new: _Point, viol, kkt, certified, ctol, x) -> _Watch:
+    """Progress: the violation fell by 1% (while above ctol), f fell beyond rounding
+    at a violation no worse than the best, the squared violation fell by 1%, or the
+    KKT residual halved."""
+    better_viol = (watch.best_violation > ctol) & (viol < 0.99 * watch.best_violation)
+    better_f = (viol <= jnp.maximum(watch.best_violation, ctol)) & (
+        new.f < watch.best_f - 4 * eps(x) * jnp.abs(watch.best_f))
+    better_kkt = kkt < 0.5 * watch.best_kkt
+    v2 = violation_l2(new.c_eq, new.c_in)
+    better_v2 = (viol > ctol) & (v2 < 0.99 * watch.best_v2)
+    progress = better_viol | better_f | better_kkt | better_v2 | certified
+    return _Watch(best_f=jnp.where(better_viol | better_f, new.f, watch.best_f),
+                  best_violation=jnp.minimum(watch.best_violation, viol), best_v2=jnp.minimum(watch.best_v2, v2),
+                  best_kkt=jnp.minimum(watch.best_kkt, kkt), since=jnp.where(progress, 0, watch.since + 1))
+
+
+def next_phase(phase: _Phase, plan: _Plan, stop, ok, alpha, viol, v2, v2_cap, ctol) -> _Phase:
+    """Restoration after this step: a step along `p` that failed or got under 1% of
+    its length while the constraints are violated makes the next a feasibility step;
+    the Levenberg-Marquardt parameter adapts as Marquardt's does (Nielsen 1999): a
+    third after a full step, divided by the accepted step length otherwise, tenfold
+    after a failure."""
+    restore = plan.restore
+    going = restore & ~stop
+    damping = jnp.clip(jnp.where(ok, jnp.where(alpha >= 1, phase.damping / 3, phase.damping / alpha),
+                                 10 * phase.damping), 1e-6, 1e6)
+    return _Phase(
+        restore_next=(viol > ctol) & ~restore & ~stop & ~phase.certified & (~ok | (alpha < 0.01)),
+        restoring=going, v2_entry=jnp.where(restore & ~phase.restoring, v2, phase.v2_entry), v2_cap=v2_cap,
+        damping=jnp.where(going, damping, phase.damping).astype(phase.damping.dtype),
+        certified=phase.certified | plan.certified,
+    )
