@@ -5,8 +5,9 @@ Software", ACM Trans. Math. Softw. 7(1):17-41, 1981.
 
 Eighteen of the 35 problems, each from its standard start, chosen so that a local
 method started there reaches the published optimum: every one is a sum of squares
-`f = sum_i r_i(x)^2`. `f_star` is the value MGH publish (six digits) except where the
-NIST StRD nonlinear-regression suite certifies the same problem (MGH09 = Kowalik-
+`f = sum_i r_i(x)^2`, and each `fn` keeps its residual form as `fn.residuals(x)` (an
+array, or a tuple of arrays: the terms MGH sum). `f_star` is the value MGH publish (six
+digits) except where the NIST StRD nonlinear-regression suite certifies the same problem (MGH09 = Kowalik-
 Osborne, MGH17 = Osborne 1; eleven digits). `x_star` is given where the minimiser is
 unique and published (Jennrich-Sampson's: MGH's four digits refined to float64).
 Written in `jax.numpy` with Python-float literals and data in x's dtype, so each runs
@@ -14,6 +15,7 @@ in float32 and float64 under strict dtype and rank promotion. The data live in N
 float64; `problem.astype(dtype)` makes JAX arrays.
 """
 
+import functools
 import math
 
 import jax.numpy as jnp
@@ -34,6 +36,25 @@ def _sumsq(r):
     return jnp.sum(r * r)
 
 
+def _sum_of_squares(residuals):
+    """The MGH objective `sum_i r_i(x)^2` of `residuals(x)` (an array, or a tuple of
+    arrays whose squares are summed in order), with the residual form kept as its
+    attribute `residuals`, for least-squares solvers (`jm.least_squares(fn.residuals,
+    x0)`; `f = 2 sol.fun`)."""
+
+    @functools.wraps(residuals)
+    def fn(x, *args, **kwargs):
+        r = residuals(x, *args, **kwargs)
+        parts = r if isinstance(r, tuple) else (r,)
+        f = _sumsq(parts[0])
+        for part in parts[1:]:
+            f = f + _sumsq(part)
+        return f
+
+    fn.residuals = residuals
+    return fn
+
+
 _BARD_Y = (0.14, 0.18, 0.22, 0.25, 0.29, 0.32, 0.35, 0.39, 0.37, 0.58, 0.73, 0.96, 1.34, 2.10, 4.39)
 _GAUSSIAN_Y = (0.0009, 0.0044, 0.0175, 0.0540, 0.1295, 0.2420, 0.3521, 0.3989, 0.3521, 0.2420,
                0.1295, 0.0540, 0.0175, 0.0044, 0.0009)
@@ -44,87 +65,100 @@ _OSBORNE1_Y = (0.844, 0.908, 0.932, 0.936, 0.925, 0.908, 0.881, 0.850, 0.818, 0.
                0.457, 0.448, 0.438, 0.431, 0.424, 0.420, 0.414, 0.411, 0.406)
 
 
+@_sum_of_squares
 def rosenbrock(x):
     """MGH #1: n = 2, m = 2."""
-    return _sumsq(jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]]))
+    return jnp.stack([10.0 * (x[1] - x[0] ** 2), 1.0 - x[0]])
 
 
+@_sum_of_squares
 def beale(x):
     """MGH #5: n = 2, m = 3."""
     r = _const([1.5, 2.25, 2.625], x) - x[0] * (1.0 - x[1] ** _idx(1, 3, x))
-    return _sumsq(r)
+    return r
 
 
+@_sum_of_squares
 def jennrich_sampson(x):
     """MGH #6: n = 2, m = 10."""
     i = _idx(1, 10, x)
-    return _sumsq(2.0 + 2.0 * i - (jnp.exp(i * x[0]) + jnp.exp(i * x[1])))
+    return 2.0 + 2.0 * i - (jnp.exp(i * x[0]) + jnp.exp(i * x[1]))
 
 
+@_sum_of_squares
 def helical_valley(x):
     """MGH #7: n = 3, m = 3 (theta's x1 = 0 limit with a safe division)."""
     x1, x2, x3 = x[0], x[1], x[2]
     base = jnp.arctan(x2 / jnp.where(x1 == 0.0, 1.0, x1)) / (2.0 * math.pi)
     theta = jnp.where(x1 > 0.0, base, jnp.where(x1 < 0.0, base + 0.5, 0.25 * jnp.sign(x2)))
     r = jnp.stack([10.0 * (x3 - 10.0 * theta), 10.0 * (jnp.sqrt(x1**2 + x2**2) - 1.0), x3])
-    return _sumsq(r)
+    return r
 
 
+@_sum_of_squares
 def bard(x):
     """MGH #8: n = 3, m = 15."""
     u = _idx(1, 15, x)
     v = 16.0 - u
-    return _sumsq(_const(_BARD_Y, x) - (x[0] + u / (v * x[1] + jnp.minimum(u, v) * x[2])))
+    return _const(_BARD_Y, x) - (x[0] + u / (v * x[1] + jnp.minimum(u, v) * x[2]))
 
 
+@_sum_of_squares
 def gaussian(x):
     """MGH #9: n = 3, m = 15."""
     t = (8.0 - _idx(1, 15, x)) / 2.0
-    return _sumsq(x[0] * jnp.exp(-x[1] * (t - x[2]) ** 2 / 2.0) - _const(_GAUSSIAN_Y, x))
+    return x[0] * jnp.exp(-x[1] * (t - x[2]) ** 2 / 2.0) - _const(_GAUSSIAN_Y, x)
 
 
+@_sum_of_squares
 def box_3d(x):
     """MGH #12: n = 3, m = 10."""
     t = 0.1 * _idx(1, 10, x)
-    return _sumsq(jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * (jnp.exp(-t) - jnp.exp(-10.0 * t)))
+    return jnp.exp(-t * x[0]) - jnp.exp(-t * x[1]) - x[2] * (jnp.exp(-t) - jnp.exp(-10.0 * t))
 
 
+@_sum_of_squares
 def powell_singular(x):
     """MGH #13: n = 4, m = 4 (singular Hessian at x*)."""
     r = jnp.stack([
         x[0] + 10.0 * x[1], math.sqrt(5.0) * (x[2] - x[3]),
         (x[1] - 2.0 * x[2]) ** 2, math.sqrt(10.0) * (x[0] - x[3]) ** 2,
     ])
-    return _sumsq(r)
+    return r
 
 
+@_sum_of_squares
 def wood(x):
     """MGH #14: n = 4, m = 6."""
     r = jnp.stack([
         10.0 * (x[1] - x[0] ** 2), 1.0 - x[0], math.sqrt(90.0) * (x[3] - x[2] ** 2), 1.0 - x[2],
         math.sqrt(10.0) * (x[1] + x[3] - 2.0), (x[1] - x[3]) / math.sqrt(10.0),
     ])
-    return _sumsq(r)
+    return r
 
 
+@_sum_of_squares
 def kowalik_osborne(x):
     """MGH #15: n = 4, m = 11."""
     u = _const(_KOWALIK_U, x)
-    return _sumsq(_const(_KOWALIK_Y, x) - x[0] * (u**2 + u * x[1]) / (u**2 + u * x[2] + x[3]))
+    return _const(_KOWALIK_Y, x) - x[0] * (u**2 + u * x[1]) / (u**2 + u * x[2] + x[3])
 
 
+@_sum_of_squares
 def brown_dennis(x):
     """MGH #16: n = 4, m = 20."""
     t = _idx(1, 20, x) / 5.0
-    return _sumsq((x[0] + t * x[1] - jnp.exp(t)) ** 2 + (x[2] + x[3] * jnp.sin(t) - jnp.cos(t)) ** 2)
+    return (x[0] + t * x[1] - jnp.exp(t)) ** 2 + (x[2] + x[3] * jnp.sin(t) - jnp.cos(t)) ** 2
 
 
+@_sum_of_squares
 def osborne1(x):
     """MGH #17: n = 5, m = 33."""
     t = 10.0 * _idx(0, 32, x)
-    return _sumsq(_const(_OSBORNE1_Y, x) - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4])))
+    return _const(_OSBORNE1_Y, x) - (x[0] + x[1] * jnp.exp(-t * x[3]) + x[2] * jnp.exp(-t * x[4]))
 
 
+@_sum_of_squares
 def watson(x):
     """MGH #20: n = 6 here, m = 31."""
     n = x.shape[0]
@@ -132,40 +166,45 @@ def watson(x):
     j = _idx(1, n, x)
     powers = t[:, None] ** (j - 1.0)[None, :]
     r = powers[:, : n - 1] @ ((j[1:] - 1.0) * x[1:]) - (powers @ x) ** 2 - 1.0
-    return _sumsq(r) + _sumsq(jnp.stack([x[0], x[1] - x[0] ** 2 - 1.0]))
+    return r, jnp.stack([x[0], x[1] - x[0] ** 2 - 1.0])
 
 
+@_sum_of_squares
 def extended_rosenbrock(x):
     """MGH #21: n even (10 here), m = n."""
     odd, even = x[0::2], x[1::2]
-    return _sumsq(10.0 * (even - odd**2)) + _sumsq(1.0 - odd)
+    return 10.0 * (even - odd**2), 1.0 - odd
 
 
+@_sum_of_squares
 def extended_powell(x):
     """MGH #22: n a multiple of 4 (8 here), m = n (singular Hessian at x*)."""
     x1, x2, x3, x4 = x[0::4], x[1::4], x[2::4], x[3::4]
-    return (_sumsq(x1 + 10.0 * x2) + _sumsq(math.sqrt(5.0) * (x3 - x4))
-            + _sumsq((x2 - 2.0 * x3) ** 2) + _sumsq(math.sqrt(10.0) * (x1 - x4) ** 2))
+    return (x1 + 10.0 * x2, math.sqrt(5.0) * (x3 - x4), (x2 - 2.0 * x3) ** 2,
+            math.sqrt(10.0) * (x1 - x4) ** 2)
 
 
+@_sum_of_squares
 def variably_dimensioned(x):
     """MGH #25: n = 10 here, m = n + 2."""
     s = jnp.sum(_idx(1, x.shape[0], x) * (x - 1.0))
-    return _sumsq(x - 1.0) + s**2 + s**4
+    return x - 1.0, s, s**2
 
 
+@_sum_of_squares
 def broyden_tridiagonal(x):
     """MGH #30: n = 10 here, m = n, x_0 = x_(n+1) = 0."""
     zero = jnp.zeros((1,), dtype=x.dtype)
     left, right = jnp.concatenate([zero, x[:-1]]), jnp.concatenate([x[1:], zero])
-    return _sumsq((3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0)
+    return (3.0 - 2.0 * x) * x - left - 2.0 * right + 1.0
 
 
+@_sum_of_squares
 def linear_full_rank(x, m=20):
     """MGH #32: n = 10 here, m = 20; f* = m - n."""
     n = x.shape[0]
     s = jnp.sum(x)
-    return _sumsq(x - 2.0 * s / m - 1.0) + (m - n) * (-2.0 * s / m - 1.0) ** 2
+    return x - 2.0 * s / m - 1.0, jnp.full((m - n,), -2.0 * s / m - 1.0)
 
 
 def _a(*values):
