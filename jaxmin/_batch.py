@@ -13,19 +13,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._solution import Reason, Solution, Status
+from ._constraints import Constraints
+from ._loop import advance, final_reason, start
+from ._ravel import Flattener
+from ._solution import Solution, make_solution
 from .solvers import LBFGS, AbstractSolver
+from .solvers._stopping import status_of
 
 
 def minimize_batch(fn, x0, solver: AbstractSolver = LBFGS(), args=(), *, max_steps: int = 1000,
                    chunk: int = 16) -> Solution:
-    """`jax.vmap(minimize)(x0, args)` for a batch of flat problems, compacted every
-    `chunk` steps.
+    """`jax.vmap(minimize)(x0, args)` for a batch of unconstrained problems, compacted
+    every `chunk` steps.
 
     **Arguments:**
 
-    - `fn`: `fn(x, *args)` returning a real scalar, for one member's `x` of shape `(n,)`.
-    - `x0`: starts, shape `(batch, n)`.
+    - `fn`: `fn(x, *args)` returning a real scalar, for one member's `x` (an array or
+      pytree: one member's slice of `x0`).
+    - `x0`: starts, an array or pytree whose leaves have a leading batch axis.
     - `solver`: an unconstrained solver, e.g. `jm.LBFGS()`.
     - `args`: a tuple of arrays, each batched along its first axis (close over data
       shared by every member).
@@ -33,9 +38,9 @@ def minimize_batch(fn, x0, solver: AbstractSolver = LBFGS(), args=(), *, max_ste
     - `chunk`: steps between compactions (of the full batch; a batch compacted to
       `1/k` of its size runs `k * chunk` steps before the next).
 
-    Every member runs the steps of its own `minimize` solve: same `init`, `step` and
-    stopping tests, resumed from the solver state (the driver loop's stall and
-    divergence watch is not applied: a hovering member runs to `max_steps`). (The arithmetic is the same, but XLA
+    Every member runs the steps of its own `minimize` solve: the same loop body
+    (`init`, `step`, the stopping tests and the driver's progress and divergence watch)
+    and the same verdict, resumed between chunks. (The arithmetic is the same, but XLA
     compiles each batch size separately and may round the last bit differently, e.g.
     by contracting other multiply-adds into FMAs; an ill-conditioned member can then
     take a few steps more or fewer than under `vmap`.) Returns a `Solution` whose
@@ -46,69 +51,66 @@ def minimize_batch(fn, x0, solver: AbstractSolver = LBFGS(), args=(), *, max_ste
     """
     if not isinstance(args, tuple):
         args = (args,)
-    if x0.ndim != 2:
-        raise ValueError(f"`x0` must have shape (batch, n); got {x0.shape}.")
+    if not isinstance(solver, AbstractSolver) or solver.takes_constraints:
+        raise TypeError(f"`solver` must be an unconstrained jaxmin solver such as `jm.LBFGS()`; got {solver!r}.")
+    leaves = jax.tree.leaves(x0)
+    if not leaves or any(jnp.ndim(v) < 1 for v in leaves):
+        raise ValueError("`x0` must be an array or pytree of arrays with a leading batch axis.")
+    size = jnp.shape(leaves[0])[0]
+    if any(jnp.shape(v)[0] != size for v in leaves):
+        raise ValueError(f"every leaf of `x0` needs the same batch size; got {[jnp.shape(v) for v in leaves]}.")
     if chunk < 1:
         raise ValueError(f"`chunk` must be a positive int; got {chunk!r}.")
-    x, state = _init(fn, solver, x0, args)
-    steps = jnp.zeros(x0.shape[0], jnp.int32)
-    active = np.flatnonzero(~np.asarray(_done(solver, state, steps, max_steps)))
+    flat = Flattener(jax.tree.map(lambda v: jnp.asarray(v)[0], x0))
+    carry = _start(fn, solver, flat, x0, args, max_steps)
+    active = np.flatnonzero(~np.asarray(carry.done))
     while active.size:
-        size = min(1 << int(active.size - 1).bit_length(), x0.shape[0])
+        width = min(1 << int(active.size - 1).bit_length(), size)
         # pad with copies of the last active member: they compute (and write back)
         # exactly what it does
-        index = np.concatenate([active, np.full(size - active.size, active[-1])])
+        index = np.concatenate([active, np.full(width - active.size, active[-1])])
         # the fewer members left, the more steps per call: each call costs about
         # `chunk` steps of the full batch, however small the batch has become
-        x, state, steps, done = _chunk(fn, solver, x, state, steps, args, jnp.asarray(index),
-                                       max_steps, chunk * (x0.shape[0] // size))
-        active = active[~np.asarray(done)[: active.size]]
-    return _finish(solver, x, state, steps)
+        carry = _chunk(fn, solver, flat, carry, args, jnp.asarray(index), max_steps,
+                       chunk * (size // width))
+        active = active[~np.asarray(carry.done)[active]]
+    return _finish(solver, flat, carry)
+
+
+def _flat_fn(fn, flat):
+    return lambda x, *args: fn(flat.unravel(x), *args)
 
 
 @eqx.filter_jit
-def _finish(solver, x, state, steps) -> Solution:
-    done, status, reason = jax.vmap(solver.verdict)(state)
-    status = jnp.where(done, status, Status.MAX_STEPS).astype(jnp.int32)
-    reason = jnp.where(done, reason, Reason.MAX_STEPS).astype(jnp.int32)
-    return Solution(
-        x=x, fun=state.f, grad=state.g, success=status == Status.CONVERGED, status=status,
-        num_steps=steps, num_fun_evals=state.num_fun_evals, num_hvp_evals=state.num_hvp_evals,
-        multipliers=None, state=state, reason=reason,
-        optimality=jax.vmap(solver.optimality_norm)(state),
-    )
+def _start(fn, solver, flat, x0, args, max_steps):
+    start_one = lambda x, a: start(solver, _flat_fn(fn, flat), flat.ravel(x), a, Constraints(), max_steps)
+    return jax.vmap(start_one)(x0, args)
 
 
 @eqx.filter_jit
-def _init(fn, solver, x0, args):
-    return x0, jax.vmap(lambda x, a: solver.init(fn, x, a))(x0, args)
+def _finish(solver, flat, carry) -> Solution:
+    def one(carry):
+        reason = final_reason(solver, carry)
+        return make_solution(solver, carry.x, carry.state, carry.n, status_of(reason), reason,
+                             flat.unravel, progress=carry.watch)
+
+    return jax.vmap(one)(carry)
 
 
 @eqx.filter_jit
-def _done(solver, state, steps, max_steps):
-    return jax.vmap(solver.terminate)(state)[0] | (steps >= max_steps)
-
-
-@eqx.filter_jit
-def _chunk(fn, solver, x, state, steps, args, index, max_steps, chunk):
+def _chunk(fn, solver, flat, carry, args, index, max_steps, chunk):
     """Up to `chunk` more steps of the members `index` (one compiled call: gather, run
-    vmapped, scatter back); also says which of them are done."""
+    vmapped, scatter back)."""
 
-    def one(x, state, n, args):
-        def cond(carry):
-            _, state, n, i = carry
-            return ~solver.terminate(state)[0] & (n < max_steps) & (i < chunk)
+    def one(carry, args):
+        body = advance(solver, _flat_fn(fn, flat), args, Constraints(), max_steps)
 
-        def body(carry):
-            x, state, n, i = carry
-            x, state = solver.step(fn, x, state, args)
-            return x, state, n + 1, i + 1
+        def cond(c):
+            return ~c[0].done & (c[1] < chunk)
 
-        x, state, n, _ = lax.while_loop(cond, body, (x, state, n, jnp.array(0, jnp.int32)))
-        return x, state, n
+        carry, _ = lax.while_loop(cond, lambda c: (body(c[0]), c[1] + 1), (carry, jnp.array(0, jnp.int32)))
+        return carry
 
     take = lambda a: a[index]
-    out = jax.vmap(one)(*jax.tree.map(take, (x, state, steps, args)))
-    put = lambda a, b: a.at[index].set(b)
-    x, state, steps = jax.tree.map(put, (x, state, steps), out)
-    return x, state, steps, _done(solver, out[1], out[2], max_steps)
+    out = jax.vmap(one)(*jax.tree.map(take, (carry, args)))
+    return jax.tree.map(lambda a, b: a.at[index].set(b), carry, out)

@@ -25,8 +25,18 @@ class Constraints(eqx.Module):
     - `lower`, `upper`: bounds shaped like `x` (`-inf`/`inf` where a side is free);
       both or neither are present.
 
-    A solver that takes constraints receives one as the last argument of `init` and
-    `step`; driving a solver by hand, build it directly on the flat `x`.
+    Users of `jm.minimize` never build one: its `eq=`, `ineq=` and `bounds=` keywords
+    do. It is for driving a solver by hand and for solver authors: a solver that
+    takes constraints receives one as the last argument of `init` and `step`; build
+    it directly on the flat `x`.
+
+    **Example:**
+
+    ```python
+    box = jm.Constraints(lower=jnp.zeros(3), upper=jnp.ones(3))
+    x = box.project(jnp.array([-0.5, 0.5, 2.0]))   # [0.0, 0.5, 1.0]
+    # then: state = solver.init(fn, x, args, box); x, state = solver.step(fn, x, state, args, box)
+    ```
     """
 
     eq: Optional[ConstraintFn] = None
@@ -94,17 +104,19 @@ def check_bounds(bounds, x0) -> tuple[list, list]:
     return lower, upper
 
 
-def flat_bounds(lower_leaves, upper_leaves, x0) -> tuple[Vector, Vector]:
-    """The bound leaves broadcast to x0's leaves and ravelled like x0, in x0's dtype."""
+def flat_bounds(lower_leaves, upper_leaves, x0, ravel) -> tuple[Vector, Vector]:
+    """The bound leaves broadcast to x0's leaves, in x0's dtypes, and flattened by
+    `ravel` (x0's own layout, so each bound lines up with its entry of the flat x)."""
+    treedef = jax.tree.structure(x0)
 
-    def ravel(leaves):
+    def flat(leaves):
         parts = [
-            jnp.broadcast_to(jnp.asarray(b, dtype=x.dtype), jnp.shape(x)).ravel()
+            jnp.broadcast_to(jnp.asarray(b, dtype=x.dtype), jnp.shape(x))
             for b, x in zip(leaves, jax.tree.leaves(x0))
         ]
-        return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+        return ravel(jax.tree.unflatten(treedef, parts))
 
-    return ravel(lower_leaves), ravel(upper_leaves)
+    return flat(lower_leaves), flat(upper_leaves)
 
 
 def flat_constraint(c: Optional[ConstraintFn], unravel, x_flat: Vector, args: tuple, name: str):

@@ -6,94 +6,129 @@ optimality measure for `PATIENCE` steps has stalled), and divergence (f falling 
 -inf, or a failing solve whose iterates ran off while the gradient never shrank).
 """
 
-import functools
+from typing import Any, NamedTuple
 
 import jax
 import jax.lax as lax
 import jax.numpy as jnp
-import numpy as np
+from jaxtyping import Array, Bool, Int, Scalar
 
+from ._constraints import Constraints
 from ._misc import eps, max_norm
-from ._solution import Reason, Status
+from ._solution import Reason
+from ._typing import Vector
+from ._warm import resumes, warm_state
 from .solvers._stopping import PATIENCE, stall_reason, status_of
 
 # reasons that end a solve in failure, which divergence may explain better
 _FAILURES = (Reason.STALLED, Reason.HOVERING, Reason.LINESEARCH, Reason.NONFINITE_STEP, Reason.MAX_STEPS)
 
 
-def _print_progress(label, n, f, gnorm, alpha, ls_evals):
-    # runs on the host; values may be batched under vmap, so format elementwise
-    fmt = lambda v, spec: np.array2string(np.asarray(v), formatter={"all": lambda e: format(e, spec)})
-    print(
-        f"step {fmt(n, 'd')}  f {fmt(f, '.9e')}  {label} {fmt(gnorm, '.3e')}  "
-        f"alpha {fmt(alpha, '.3e')}  ls_evals {fmt(ls_evals, 'd')}",
-        flush=True,
-    )
-
-
 # at the step cap, this many steps without progress make the end a stall
 _RECENT = 10
 
 
-def _watch_start(f, opt):
-    """What the loop tracks across steps: `(best f, best optimality, optimality at x0,
-    steps since either improved beyond rounding)`."""
-    return f, opt, opt, jnp.array(0, jnp.int32)
+class Watch(NamedTuple):
+    """What the loop tracks across steps, for the verdict at the end."""
+
+    f0: Scalar  # f at x0
+    x0_scale: Scalar  # max|x0|
+    opt0: Scalar  # the optimality measure at x0
+    best_f: Scalar
+    best_opt: Scalar
+    since: Int[Array, ""]  # steps since f or the optimality measure improved beyond rounding
+    problem: Any = None  # the digest of the problem (`_warm.fingerprint`), for warm starts
 
 
-def _watch_update(watch, f, opt, like):
-    best_f, best_opt, opt0, since = watch
-    better_f = jnp.isfinite(f) & (f < best_f - 4 * eps(like) * jnp.abs(best_f))
-    better_opt = opt < (1 - 4 * eps(like)) * best_opt
-    return (jnp.where(better_f, f, best_f), jnp.minimum(best_opt, opt), opt0,
-            jnp.where(better_f | better_opt, 0, since + 1))
+class Carry(NamedTuple):
+    """The loop carry: iterate, solver state, steps taken, done, and the watch."""
+
+    x: Vector
+    state: Any
+    n: Int[Array, ""]
+    done: Bool[Array, ""]
+    watch: Watch
 
 
-def run_solver(solver, fn, x0, args, max_steps, verbose=False, constraints=None):
-    """Run `solver` from `x0` until `terminate` says done, progress stops, or
-    `max_steps` steps.
+def _watch_update(watch: Watch, f, opt, like) -> Watch:
+    better_f = jnp.isfinite(f) & (f < watch.best_f - 4 * eps(like) * jnp.abs(watch.best_f))
+    better_opt = opt < (1 - 4 * eps(like)) * watch.best_opt
+    return watch._replace(
+        best_f=jnp.where(better_f, f, watch.best_f), best_opt=jnp.minimum(watch.best_opt, opt),
+        since=jnp.where(better_f | better_opt, 0, watch.since + 1),
+    )
 
-    `constraints` (a `Constraints`, or `None`) is passed on to `init` and `step` only
-    when present, so unconstrained solvers never see it.
 
-    Returns `(x, state, num_steps, status, reason)`.
-    """
-
-    def cond(carry):
-        return ~carry[3]
-
-    def body(carry):
-        x, state, n, _, watch = carry
-        x, state = solver.step(fn, x, state, args, *extra)
-        n = n + 1
-        opt = solver.optimality_norm(state)
-        if verbose:
-            jax.debug.callback(
-                functools.partial(_print_progress, solver.optimality_label(state)), n, state.f, opt,
-                state.alpha, state.ls_evals,
-            )
-        done, _ = solver.terminate(state)
-        watch = _watch_update(watch, state.f, opt, x)
-        return x, state, n, done | (n >= max_steps) | (watch[3] >= PATIENCE), watch
-
-    extra = () if constraints is None else (constraints,)
-    state = solver.init(fn, x0, args, *extra)
-    done, _ = solver.terminate(state)
-    n0 = jnp.array(0, jnp.int32)
+def start(solver, fn, x0, args, constraints, max_steps, earlier=None, problem=None) -> Carry:
+    """The carry at `x0`: the solver's initial state, or with `earlier` (a warm start,
+    `_warm.Earlier`) the state it continues from; done already if the solver says so or
+    `max_steps` is 0. `problem` is the problem's digest, kept for later warm starts."""
+    state = solver.init(fn, x0, args, constraints)
+    n = jnp.array(0, jnp.int32)
     f0, opt0 = state.f, solver.optimality_norm(state)
-    start = (x0, state, n0, done | (max_steps <= 0), _watch_start(f0, opt0))
-    x, state, n, _, watch = lax.while_loop(cond, body, start)
-    reason = _final_reason(solver, state, x, x0, f0, watch, n)
-    return x, state, n, status_of(reason), reason
+    watch = Watch(f0, max_norm(x0), opt0, f0, opt0, jnp.array(0, jnp.int32), problem)
+    if earlier is not None:
+        old_digest = None if earlier.progress is None else earlier.progress.problem
+        same = resumes(x0, earlier.x, problem, old_digest)
+        state = warm_state(solver, state, earlier.state, same)
+        n = earlier.num_steps
+        if earlier.progress is not None:
+            watch = jax.tree.map(lambda a, b: jnp.where(same, a, b), earlier.progress, watch)
+    done, _ = solver.terminate(state)
+    return Carry(x0, state, n, done | (max_steps <= 0), watch)
 
 
-def _final_reason(solver, state, x, x0, f0, watch, n):
+def advance(solver, fn, args, constraints, max_steps, monitor=None, member=None):
+    """The loop body: one solver step, then the stopping tests; `monitor` reports it.
+    `max_steps` caps the step count `n` of the carry (which a warm start continues)."""
+
+    def body(carry: Carry) -> Carry:
+        x, state = solver.step(fn, carry.x, carry.state, args, constraints)
+        n = carry.n + 1
+        if monitor is not None:
+            monitor.step(solver, member, n, x, state)
+        done, _ = solver.terminate(state)
+        watch = _watch_update(carry.watch, state.f, solver.optimality_norm(state), x)
+        done = done | (n >= max_steps) | (watch.since >= PATIENCE)
+        return Carry(x, state, n, done, watch)
+
+    return body
+
+
+def run_solver(solver, fn, x0, args, max_steps, constraints=None, monitor=None, earlier=None,
+               problem=None):
+    """Run `solver` from `x0` until `terminate` says done, progress stops, or
+    `max_steps` more steps; `constraints` (`None`: none) goes to every `init` and
+    `step`; `earlier` (`_warm.Earlier`) warm-starts it; `problem` is its digest.
+
+    Returns `(x, state, num_steps, status, reason, watch)`.
+    """
+    constraints = Constraints() if constraints is None else constraints
+    carry = start(solver, fn, x0, args, constraints, max_steps, earlier, problem)
+    max_steps = carry.n + max_steps
+    member = None
+    if monitor is not None and monitor.active:
+        member = monitor.member(x0, carry.state)
+        monitor.start(solver, member, x0, carry.state)
+    else:
+        monitor = None
+    body = advance(solver, fn, args, constraints, max_steps, monitor, member)
+    carry = lax.while_loop(lambda c: ~c.done, body, carry)
+    reason = final_reason(solver, carry)
+    status = status_of(reason)
+    if monitor is not None:
+        monitor.end(solver, member, carry.n, carry.state, status, reason)
+    return carry.x, carry.state, carry.n, status, reason, carry.watch
+
+
+def final_reason(solver, carry: Carry) -> Int[Array, ""]:
     """The solver's own verdict; where it had none, a stall (no progress for
     `PATIENCE` steps, or for the last `_RECENT` steps before the cap) or `MAX_STEPS`;
     `DIVERGED` for a fixed step that stalled above its start (learning rate) and for a
     failure that ran off towards -inf."""
+    x, state, n, _, watch = carry
+    f0, best_opt, opt0, since = watch.f0, watch.best_opt, watch.opt0, watch.since
     done, _, reason = solver.verdict(state)
-    _, best_opt, opt0, since = watch
     f, relative = state.f, solver.relative_optimality(x, state)
     hovered = stall_reason(relative, f, solver.tolerance_ftol(x), Reason.HOVERING)
     cut = jnp.where(since >= _RECENT, hovered, Reason.MAX_STEPS)
@@ -106,7 +141,7 @@ def _final_reason(solver, state, x, x0, f0, watch, n):
     # while the iterates ran off (|x| beyond x0's scale / sqrt(eps)) or the optimality
     # measure never even halved in `PATIENCE` steps or more
     fell = f < f0 - (1 + jnp.abs(f0))
-    ran_off = max_norm(x) >= (1 + max_norm(x0)) / jnp.sqrt(eps(x))
+    ran_off = max_norm(x) >= (1 + watch.x0_scale) / jnp.sqrt(eps(x))
     never_shrank = (best_opt > 0.5 * opt0) & (n >= PATIENCE)
     failing = reason == Reason.PRECISION  # (a huge |f| passes the relative guard)
     for r in _FAILURES:

@@ -1,17 +1,18 @@
 """`minimize`: check the inputs, ravel x0, run the compiled loop, build the Solution."""
 
-import math
 import numbers
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from ._constraints import Constraints, check_bounds, flat_bounds, flat_constraint
 from ._implicit import solve_implicit
-from ._solution import MESSAGES, Solution, Status
+from ._monitor import Monitor
+from ._ravel import flattener
+from ._solution import MESSAGES, Solution, Status, make_solution
+from ._warm import check_compatible, earlier_from, fingerprint
 from .linear import AbstractLinearSolver
 from .solvers import LBFGS, AbstractSolver
 
@@ -26,6 +27,11 @@ def _is_dynamic(leaf) -> bool:
 
 def _check_x0(x0) -> None:
     leaves = jax.tree.leaves(x0)
+    if isinstance(x0, (list, tuple)) and leaves and all(isinstance(v, (int, float)) for v in leaves):
+        raise TypeError(
+            f"`x0` is a Python {type(x0).__name__} of numbers, which is a pytree of separate "
+            "scalars; pass an array instead: `jnp.asarray(x0, float)`."
+        )
     if not leaves:
         raise ValueError("`x0` must contain at least one array; got an empty pytree.")
     for leaf in leaves:
@@ -48,6 +54,8 @@ def _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver) -> None
     if not isinstance(solver, AbstractSolver):
         raise TypeError(f"`solver` must be a jaxmin solver such as `jm.LBFGS()`; got {solver!r}.")
     name = type(solver).__name__
+    if solver.takes_residuals:
+        raise TypeError(f"{name} is a least-squares solver: use `jm.least_squares(residuals, x0, jm.{name}())`.")
     if (eq is not None or ineq is not None) and not solver.takes_constraints:
         raise ValueError(
             f"{name} is an unconstrained solver and does not take `eq`/`ineq` "
@@ -82,6 +90,9 @@ def minimize(
     throw: bool = False,
     verbose: bool = False,
     implicit_solver=None,
+    has_aux: bool = False,
+    callback=None,
+    warm_start=None,
 ) -> Solution:
     """Minimise `fn(x, *args)` over `x`, starting from `x0`.
 
@@ -98,10 +109,25 @@ def minimize(
       into the bounds first, and the iterates never leave them.
     - `max_steps`: iteration cap (`Status.MAX_STEPS` when reached).
     - `throw`: raise (also under `jit`) when the solve did not converge.
-    - `verbose`: print one line per iteration (also under `jit`).
+    - `verbose`: print a header naming the columns, one line per iteration (step 0
+      included) and a closing line with the status and counts, also under `jit`; under
+      `vmap` each line starts with the member's index in the batch.
     - `implicit_solver`: the `jm.linear` solver of the implicit-differentiation rule
       (default: the solver's `implicit_linear_solver()`, `jm.linear.CG()` on the Hessian
       for unconstrained solvers).
+    - `has_aux`: `fn` returns `(value, aux)`, any pytree `aux`; `sol.aux` is aux at the
+      solution (evaluated once there, after the solve), differentiable like `sol.x`.
+    - `callback`: `callback(step, x, f, grad)`, called on the host with concrete values
+      at the start (step 0) and after every step, also under `jit` and `vmap` (once per
+      member); `x` and `grad` shaped like `x0`. For monitoring and logging: its return
+      value is ignored and it cannot stop the solve.
+    - `warm_start`: an earlier `Solution` of this solver on a problem of the same shape
+      (or its `.state`): start at `x0` with that solve's memory instead of an empty one
+      (`jaxmin._warm` says what is kept). `minimize(fn, sol.x, solver, args,
+      warm_start=sol)` continues `sol` exactly; with new `args` the memory is a refreshed
+      guess. `num_steps` and the evaluation counts continue from `sol`'s; `max_steps`
+      caps the steps of this call. Derivatives are those of a cold solve (zero with
+      respect to the warm start).
 
     The whole solve is one compiled `lax.while_loop`. Calling again with the same
     `fn` object, an equal solver and inputs of the same shapes compiles nothing; float
@@ -117,53 +143,35 @@ def minimize(
     """
     if not isinstance(args, tuple):
         args = (args,)
+    if bounds is not None and isinstance(solver, AbstractSolver):
+        solver = solver.with_bounds()  # e.g. `jm.LBFGS` with bounds is `jm.LBFGSB`
     _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"`callback` must be a function `callback(step, x, f, grad)`; got {callback!r}.")
     _check_x0(x0)
     if implicit_solver is None:
         implicit_solver = solver.implicit_linear_solver()
     if bounds is not None:
         # as float arrays, so new bound values compile nothing
         bounds = jax.tree.map(_as_float, check_bounds(bounds, x0))
-    problem = (fn, x0, args, solver, implicit_solver, eq, ineq, bounds)
+    earlier = None if warm_start is None else earlier_from(warm_start)
+    problem = (fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier)
     leaves, treedef = jax.tree.flatten(problem)
     dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
     static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
     # Outside any trace the failure is raised here, as a plain Python error; inside
     # `jit`/`vmap` the compiled solve raises it at run time.
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
-    sol = _solve((treedef, static, throw and traced, verbose), dynamic, np.int32(max_steps))
+    try:
+        sol = _solve((treedef, static, throw and traced, verbose, bool(has_aux)), dynamic,
+                     np.int32(max_steps))
+    except jax.errors.TracerBoolConversionError as error:
+        raise TypeError(_PYTHON_CONTROL_FLOW) from error
+    except jax.errors.ConcretizationTypeError as error:
+        raise TypeError(_PYTHON_NUMBER) from error
     if throw and not traced and not bool(sol.success):
         raise RuntimeError(f"minimize did not converge: {sol.message}")
     return sol
-
-
-def _blocks(x0) -> int:
-    """The greatest common divisor of the leading dimensions of `x0`'s leaves, when it
-    has several leaves, all of one dtype and none 0-d; else 1."""
-    leaves = jax.tree.leaves(x0)
-    if len(leaves) < 2 or len({x.dtype for x in leaves}) > 1 or min(x.ndim for x in leaves) == 0:
-        return 1
-    return math.gcd(*(x.shape[0] for x in leaves)) or 1
-
-
-def _ravel_blocks(x0, blocks: int):
-    """`ravel_pytree(x0)` in block order: every leaf is cut into `blocks` equal blocks
-    along its first axis, and the flat vector is block 0 of every leaf, then block 1...
-
-    Leaves sharded along their first axis (`P("x")`, any number of devices dividing
-    `blocks`) so ravel with their shards in place: device `i`'s part of the flat vector
-    is made of device `i`'s parts of the leaves. `ravel_pytree`'s plain concatenation
-    would move every leaf across devices, at every evaluation of `fn`."""
-    leaves, treedef = jax.tree.flatten(x0)
-    shapes = [x.shape for x in leaves]
-    widths = np.cumsum([x.size // blocks for x in leaves])[:-1].tolist()
-    flat = jnp.concatenate([x.reshape(blocks, -1) for x in leaves], axis=1).reshape(-1)
-
-    def unravel(flat):
-        parts = jnp.split(flat.reshape(blocks, -1), widths, axis=1)
-        return jax.tree.unflatten(treedef, [p.reshape(s) for p, s in zip(parts, shapes)])
-
-    return flat, unravel
 
 
 def _as_float(bound):
@@ -172,52 +180,84 @@ def _as_float(bound):
     return np.asarray(bound, dtype=np.float64)
 
 
+_PYTHON_CONTROL_FLOW = (
+    "`fn`, a constraint or a learning-rate schedule used Python control flow (`if`, "
+    "`while`, `bool(...)`) on a traced value: the solve is compiled, so x, args and the "
+    "step counter are traced arrays, not Python numbers. Use `jnp.where(cond, a, b)` or "
+    "`jax.lax.cond` instead (e.g. a schedule `lambda k: jnp.where(k < 100, 0.1, 0.01)`)."
+)
+
+
+_PYTHON_NUMBER = (
+    "`fn` (or a constraint) turned a traced value into a Python or NumPy number "
+    "(`float(...)`, `.item()`, `np.asarray(...)`): the solve is compiled, so x and args "
+    "are traced arrays. Keep the computation in `jax.numpy` and return a JAX scalar."
+)
+
+
+def _objective(fn, has_aux: bool):
+    """`fn` as the scalar objective the solvers minimise (its value, when it has aux)."""
+    if not has_aux:
+        return fn
+    return lambda x, *args: fn(x, *args)[0]
+
+
+def _check_output(fn, has_aux, x0, args) -> None:
+    out = jax.eval_shape(fn, x0, *args)
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(f"With `has_aux=True`, `fn` must return a pair `(value, aux)`; got {out}.")
+        out = out[0]
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        hint = " (for `(value, aux)`, pass `has_aux=True`)" if isinstance(out, tuple) else ""
+        raise ValueError(f"`fn` must return a scalar array; got {out}{hint}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise ValueError(
+            f"`fn` must return a real floating-point scalar; got dtype {out.dtype}"
+            + (" (a Python int or bool: return a JAX array built from x)" if out.weak_type else "")
+            + "."
+        )
+
+
 @jax.jit(static_argnums=0)
 def _solve(static, dynamic, max_steps) -> Solution:
-    treedef, static_leaves, throw, verbose = static
+    treedef, static_leaves, throw, verbose, has_aux = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
-    fn, x0, args, solver, implicit_solver, eq, ineq, bounds = jax.tree.unflatten(treedef, leaves)
+    problem = jax.tree.unflatten(treedef, leaves)
+    fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier = problem
     x0 = jax.tree.map(jnp.asarray, x0)
-    # (bounds are ravelled in ravel_pytree's order)
-    blocks = 1 if bounds is not None else _blocks(x0)
-    x_flat, unravel = ravel_pytree(x0) if blocks == 1 else _ravel_blocks(x0, blocks)
+    _check_output(fn, has_aux, x0, args)
+    x_flat, ravel, unravel = flattener(x0)
+    objective = _objective(fn, has_aux)
 
     def flat_fn(x, *args):
-        return fn(unravel(x), *args)
-
-    out = jax.eval_shape(flat_fn, x_flat, *args)
-    if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == ()):
-        raise ValueError(f"`fn` must return a scalar; got {out}.")
-    if not jnp.issubdtype(out.dtype, jnp.floating):
-        raise ValueError(f"`fn` must return a real floating-point scalar; got dtype {out.dtype}.")
+        return objective(unravel(x), *args)
 
     constraints = None
     if eq is not None or ineq is not None or bounds is not None:
-        lower, upper = (None, None) if bounds is None else flat_bounds(*bounds, x0)
+        lower, upper = (None, None) if bounds is None else flat_bounds(*bounds, x0, ravel)
         constraints = Constraints(
             eq=flat_constraint(eq, unravel, x_flat, args, "eq"),
             ineq=flat_constraint(ineq, unravel, x_flat, args, "ineq"),
             lower=lower, upper=upper,
         )
         x_flat = constraints.project(x_flat)
-    x, state, num_steps, status, reason = solve_implicit(
-        solver, flat_fn, x_flat, args, max_steps, verbose, implicit_solver, constraints, throw
+    if earlier is not None:
+        box = Constraints() if constraints is None else constraints
+        fresh = jax.eval_shape(lambda x, args: solver.init(flat_fn, x, args, box), x_flat, args)
+        check_compatible(solver, fresh, earlier)
+        if earlier.x is not None:
+            earlier = eqx.tree_at(lambda e: e.x, earlier, ravel(earlier.x))
+    monitor = Monitor(verbose=verbose, callback=callback, unravel=unravel)
+    # the problem's digest: a later warm start continues this solve exactly only if equal
+    problem = fingerprint(jax.lax.stop_gradient(eqx.filter((fn, args, solver, eq, ineq, bounds),
+                                                           eqx.is_array)))
+    x, state, num_steps, status, reason, progress = solve_implicit(
+        solver, flat_fn, x_flat, args, max_steps, monitor, implicit_solver, constraints, throw,
+        earlier, problem,
     )
-    success = status == Status.CONVERGED
-    sol = Solution(
-        x=unravel(x),
-        fun=state.f,
-        grad=unravel(state.g),
-        success=success,
-        status=status,
-        num_steps=num_steps,
-        num_fun_evals=state.num_fun_evals,
-        num_hvp_evals=state.num_hvp_evals,
-        multipliers=getattr(state, "multipliers", None),
-        state=state,
-        reason=reason,
-        optimality=solver.optimality_norm(state),
-    )
+    aux = fn(unravel(x), *args)[1] if has_aux else None
+    sol = make_solution(solver, x, state, num_steps, status, reason, unravel, aux, progress)
     if throw:
-        sol = eqx.branched_error_if(sol, ~success, status, _ERROR_MESSAGES)
+        sol = eqx.branched_error_if(sol, ~sol.success, status, _ERROR_MESSAGES)
     return sol

@@ -1,30 +1,47 @@
 """`Status` and `Reason` codes with their messages, and the `Solution` returned by `minimize`."""
 
+import collections
 import enum
 from typing import Any
 
 import equinox as eqx
+import jax
 import numpy as np
 from jaxtyping import Array, Bool, Int, PyTree, Scalar
 
 
 class Status(enum.IntEnum):
-    """Why a solve stopped. `sol.status` holds the integer value as an int32 array.
+    """Why a solve stopped: the verdict in `sol.status` (an int32 array holding one
+    of these values; compare with `sol.status == jm.Status.CONVERGED`, which also
+    works on batches). `sol.reason` (a `Reason`) names the test behind it and
+    `sol.message` says it in a sentence with the figures that decided it.
 
-    - `CONVERGED`: a convergence test passed (`sol.reason` says which).
-    - `MAX_STEPS`: `max_steps` was reached while the solve was still making progress.
-    - `LINESEARCH_FAILED`: no step along a descent direction decreased f although the
-      decrease the model predicts stands well above f's rounding: the objective is
-      non-smooth there, or its gradient is wrong.
-    - `STAGNATED`: f stopped decreasing (to its rounding) while the gradient is still
-      far from small: the problem is badly scaled or too ill-conditioned for the dtype,
-      or the iterates hover (a fixed step too long to settle, SQP's KKT residual not
-      improving).
-    - `NONFINITE`: NaN/inf in x0, f or the gradient where no finite step was possible.
-    - `INFEASIBLE`: the constraints could not be satisfied: the iterate is a local
-      minimiser of the constraint violation with the violation above `ctol`.
-    - `DIVERGED`: f fell without bound (to -inf, or the iterates grew without bound),
-      or a fixed-step method's iterates blew up (a learning rate too large).
+    - `CONVERGED` (0): a convergence test passed: the optimality measure is at most
+      `gtol`, or f stopped decreasing with the gradient at the level the dtype
+      resolves. `sol.success` is true exactly then. Nothing to do.
+    - `MAX_STEPS` (1): `max_steps` was reached while the solve was still making
+      progress. Raise `max_steps`, or resume exactly where it stopped with
+      `minimize(fn, sol.x, solver, args, warm_start=sol)`.
+    - `LINESEARCH_FAILED` (2): no step along a descent direction decreased f although
+      the decrease the model predicts stands well above f's rounding: the objective
+      is non-smooth there, or its gradient is wrong. Check the gradient
+      (`jm.testing.check_optimality` compares it with finite differences), or try
+      another line search.
+    - `STAGNATED` (3): f stopped decreasing (to its rounding) while the gradient is
+      still far from small: the problem is badly scaled or too ill-conditioned for
+      the dtype, or the iterates hover (a fixed step too long to settle, SQP's KKT
+      residual not improving). Rescale x to order 1, use float64, try
+      `jm.NewtonCG`, or use a decaying learning rate.
+    - `NONFINITE` (4): NaN/inf in x0, f or the gradient where no finite step was
+      possible. Check x0 and the objective's domain (bounds keep iterates inside it).
+    - `INFEASIBLE` (5): the constraints could not be satisfied: the iterate is a
+      local minimiser of the constraint violation with the violation above `ctol`.
+      Check that the constraints are consistent, or start elsewhere.
+    - `DIVERGED` (6): f fell without bound (to -inf, or the iterates grew without
+      bound), or a fixed-step method's iterates blew up. Check the objective's sign
+      and add bounds, or lower the learning rate.
+
+    New members may be added; existing values keep their numbers.
     """
 
     CONVERGED = 0
@@ -37,10 +54,29 @@ class Status(enum.IntEnum):
 
 
 class Reason(enum.IntEnum):
-    """Which test ended the solve (`sol.reason`); `Solution.message` explains it.
+    """Which test ended the solve: `sol.reason` holds one of these values (int32);
+    `Solution.message` explains it. Each reason belongs to one `Status`:
 
-    `RUNNING` is the value while a solve goes on. Each reason belongs to one `Status`
-    (`REASON_STATUS`).
+    - `RUNNING` (0): the value while a solve goes on.
+    - `GTOL` (1, `CONVERGED`): the optimality measure (max|g|; projected gradient
+      with bounds; KKT residual with constraints) is at most `gtol`.
+    - `FTOL` (2, `CONVERGED`): a step decreased f by at most `ftol` (relative) and
+      the relative gradient is small.
+    - `PRECISION` (3, `CONVERGED`): no step decreases f beyond its rounding and the
+      relative gradient is at the level the dtype resolves: `gtol` lies below it.
+    - `MAX_STEPS` (4, `MAX_STEPS`): still making progress at the cap.
+    - `LINESEARCH` (5, `LINESEARCH_FAILED`): no decrease found although one is
+      predicted well above rounding.
+    - `STALLED` (6, `STAGNATED`): f stopped decreasing while the gradient is far from
+      small.
+    - `HOVERING` (7, `STAGNATED`): no progress over many steps (fixed steps, SQP).
+    - `CONSTRAINTS_STALLED` (8, `STAGNATED`): the violation, above `ctol`, stopped
+      improving.
+    - `NONFINITE_START` (9, `NONFINITE`): NaN/inf at x0.
+    - `NONFINITE_STEP` (10, `NONFINITE`): only NaN/inf along the search direction.
+    - `INFEASIBLE` (11, `INFEASIBLE`): the violation is locally minimal above `ctol`.
+    - `UNBOUNDED` (12, `DIVERGED`): f fell to -inf or the iterates ran off.
+    - `LEARNING_RATE` (13, `DIVERGED`): a fixed step blew up.
     """
 
     RUNNING = 0
@@ -173,6 +209,10 @@ class Solution(eqx.Module):
     - `num_hvp_evals`: Hessian-vector products (0 where none are used).
     - `multipliers`: `(eq, ineq)` Lagrange multipliers for constrained solvers, else `None`.
     - `state`: the solver's final state.
+    - `aux`: with `minimize(..., has_aux=True)`, the auxiliary output of `fn` at `x`;
+      else `None`.
+    - `progress`: the driver's record of the solve's progress (best f and optimality,
+      steps since they improved), which `minimize(..., warm_start=sol)` continues.
     """
 
     x: PyTree
@@ -187,6 +227,8 @@ class Solution(eqx.Module):
     state: Any
     reason: Int[Array, ""] = None
     optimality: Scalar = None
+    aux: Any = None
+    progress: Any = None
 
     @property
     def message(self) -> str:
@@ -198,6 +240,49 @@ class Solution(eqx.Module):
         if self.reason is None or np.asarray(self.reason).shape != ():
             return MESSAGES[Status(int(status))]
         return describe(Reason(int(self.reason)), self)
+
+    def __repr__(self) -> str:
+        """A summary of concrete values: the verdict, counts, `fun`, `x` and the message;
+        for a batch, how many members succeeded and the statuses by count (traced values
+        print as equinox's structural repr)."""
+        try:
+            status = np.asarray(self.status)
+        except Exception:  # a tracer (inside jit or vmap): no values to show
+            return eqx.tree_pformat(self)
+        if status.shape != ():
+            return _batch_summary(self, status)
+        x = jax.tree.map(lambda v: _Shown(np.array2string(np.asarray(v), threshold=8, precision=6)),
+                         self.x)
+        name = Status(int(status)).name
+        reason = "" if self.reason is None else Reason(int(self.reason)).name
+        return (
+            f"Solution({name}" + ("" if reason in ("", name) else f" ({reason})")
+            + f", {int(self.num_steps)} steps, {int(self.num_fun_evals)} evaluations of fn"
+            + (f", {int(self.num_hvp_evals)} Hessian-vector products" if int(self.num_hvp_evals) else "")
+            + f"\n  fun = {float(np.asarray(self.fun)):.9g}"
+            + ("" if self.optimality is None else f", optimality = {float(np.asarray(self.optimality)):.3g}")
+            + f"\n  x = {x}"
+            + f"\n  message: {self.message})"
+        )
+
+    __str__ = __repr__
+
+
+class _Shown(str):
+    """A string that reprs as itself (arrays inside a printed pytree)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _batch_summary(sol: "Solution", status) -> str:
+    counts = collections.Counter(Status(int(s)).name for s in status.ravel())
+    steps = np.asarray(sol.num_steps).ravel()
+    return (
+        f"Solution(batch of {status.size}: {int(np.sum(status == Status.CONVERGED))} succeeded; "
+        + ", ".join(f"{name} {n}" for name, n in counts.most_common())
+        + f"; steps min {steps.min()}, median {int(np.median(steps))}, max {steps.max()})"
+    )
 
 
 def describe(reason: Reason, sol: "Solution") -> str:
@@ -215,3 +300,16 @@ def describe(reason: Reason, sol: "Solution") -> str:
         or_float64=", or solve in float64" if dtype == np.float32 else "",
     )
     return REASON_MESSAGES[reason].format(**values)
+
+
+def make_solution(solver, x, state, num_steps, status, reason, unravel=lambda v: v, aux=None,
+                  progress=None) -> Solution:
+    """The `Solution` of a solve that ended at the flat `x` with `state` (`unravel`:
+    the flat vector back to `x0`'s pytree)."""
+    return Solution(
+        x=unravel(x), fun=state.f, grad=unravel(state.g), success=status == Status.CONVERGED,
+        status=status, num_steps=num_steps, num_fun_evals=state.num_fun_evals,
+        num_hvp_evals=state.num_hvp_evals, multipliers=solver.multipliers(state),
+        state=state, reason=reason, optimality=solver.optimality_norm(state), aux=aux,
+        progress=progress,
+    )

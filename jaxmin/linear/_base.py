@@ -37,7 +37,8 @@ class LinearResult(eqx.Module):
 
 
 class AbstractLinearSolver(eqx.Module):
-    """Solves `A x = b` for a linear operator given as a function.
+    """Solves `A x = b` for a linear operator given as a function: the base class of
+    `CG`, `TruncatedCG` and `Lineax`, for writing your own.
 
     Subclass it and implement `solve`. Every solver is jit- and vmap-safe, runs in
     `b`'s dtype, and reports failure through `reason` rather than raising.
@@ -59,3 +60,23 @@ def check_rhs(solver: AbstractLinearSolver, b: Vector) -> None:
 def reason_array(reason: Reason) -> Int[Array, ""]:
     """`reason` as the int32 scalar that `LinearResult.reason` holds."""
     return jnp.array(reason, jnp.int32)
+
+
+def check_on_failure(solver) -> None:
+    """Raise unless `solver.on_failure` is one of its `failure_modes`."""
+    if solver.on_failure not in solver.failure_modes:
+        raise ValueError(f"`{type(solver).__name__}(on_failure=...)` must be one of "
+                         f"{solver.failure_modes}; got {solver.on_failure!r}.")
+
+
+def apply_on_failure(on_failure: str, x: Vector, reason) -> Vector:
+    """`x` as `on_failure` says where `reason` is not `CONVERGED`: unchanged
+    (`"iterate"`), all NaN (`"nan"`), or an error at run time (`"raise"`)."""
+    failed = reason != Reason.CONVERGED
+    if on_failure == "nan":
+        return jnp.where(failed, jnp.nan, x)
+    if on_failure == "raise":
+        return eqx.error_if(x, failed, "a linear solve did not converge (its `max_steps` was "
+                            "reached, or it broke down); in the derivatives of `jm.minimize`, "
+                            "pass another `implicit_solver=`")
+    return x

@@ -6,7 +6,7 @@ residual `z = M^{-1} r`, direction `p`, step `alpha`, `beta`. Both solvers start
 `x = 0`, so the first direction is `M^{-1} b`.
 """
 
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import equinox as eqx
 import jax.lax as lax
@@ -20,6 +20,8 @@ from ._base import (
     LinearResult,
     MatVec,
     Reason,
+    apply_on_failure,
+    check_on_failure,
     check_rhs,
     reason_array,
 )
@@ -123,21 +125,48 @@ class CG(AbstractLinearSolver):
     the last iterate; on a NaN or inf it stops with `FAILED` and `x` all NaN, so that
     the failure propagates through derivatives, as lineax does.
 
+    The default `implicit_solver` of `jm.minimize` for unconstrained problems (the
+    Hessian at a minimiser is positive definite). Choose it for any symmetric
+    positive-definite system given as a matrix-vector product; for indefinite systems
+    use `Lineax(lx.LU())` or GMRES.
+
     **Arguments:**
 
-    - `rtol`, `atol`: relative and absolute residual tolerances.
-    - `max_steps`: most matrix-vector products; `None` means `10 n`.
-    - `preconditioner`: `v -> M^{-1} v` for a symmetric positive-definite `M`
-      approximating `A` (e.g. Jacobi, `v / diag(A)`); `None` means `M = I`.
+    - `rtol` (default `1e-6`): relative residual tolerance, `|r| <= rtol |b|`.
+    - `atol` (default `0.0`): absolute residual tolerance, in the units of `b`.
+    - `max_steps` (default `None`, meaning `10 n`): most matrix-vector products.
+    - `preconditioner` (default `None`, meaning `M = I`): `v -> M^{-1} v` for a
+      symmetric positive-definite `M` approximating `A` (e.g. Jacobi, `v / diag(A)`).
+    - `on_failure` (default `"iterate"`): what `x` is when the solve does not converge
+      (`MAX_STEPS` or `FAILED`): `"iterate"` the last iterate, `"nan"` all NaN, or
+      `"raise"` an error (also under `jit`). Applies to every solve a derivative
+      makes too. The implicit-differentiation rule of `jm.minimize` sets `"nan"` (or
+      `"raise"` with `throw=True`), so a tangent system it could not solve never
+      passes for a derivative.
+
+    **Example:**
+
+    ```python
+    def ridge(w, lam):
+        return jnp.sum((w - 1.0) ** 2) + lam * jnp.sum(w**2)
+
+    # derivatives of the solution, tighter than with the default rtol=1e-6
+    tight = jm.linear.CG(rtol=1e-10)
+    dw_dlam = jax.jacfwd(lambda lam: jm.minimize(ridge, jnp.zeros(3), args=(lam,),
+                                                 implicit_solver=tight).x)(0.5)
+    ```
     """
 
     rtol: ScalarLike = 1e-6
     atol: ScalarLike = 0.0
     max_steps: Optional[int] = eqx.field(default=None, static=True)
     preconditioner: Optional[Callable[[Vector], Vector]] = eqx.field(default=None, static=True)
+    on_failure: str = eqx.field(default="iterate", static=True)
+    failure_modes: ClassVar[tuple] = ("iterate", "nan", "raise")
 
     def __check_init__(self):
         _check_max_steps(self)
+        check_on_failure(self)
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and value < 0:
@@ -154,7 +183,8 @@ class CG(AbstractLinearSolver):
             tol = jnp.maximum(as_dtype(self.rtol, b) * jnp.linalg.norm(b), as_dtype(self.atol, b))
             s = _cg(matvec, b, precondition, tol, max_steps, jnp.zeros((), b.dtype))
             x = jnp.where(s.nonfinite, jnp.nan, s.x)
-            return x, (s.num_steps, _reason(s, tol, Reason.FAILED))
+            reason = _reason(s, tol, Reason.FAILED)
+            return apply_on_failure(self.on_failure, x, reason), (s.num_steps, reason)
 
         x, (num_steps, reason) = lax.custom_linear_solve(
             matvec, b, cg, symmetric=True, has_aux=True
@@ -184,13 +214,23 @@ class TruncatedCG(AbstractLinearSolver):
     result is always one a line search can use. Not transposable: use `CG` to
     differentiate through a solve.
 
+    The default `linear_solver` of `jm.NewtonCG`; it is meant for Newton systems
+    only (use `CG` for a linear system you want solved accurately).
+
     **Arguments:**
 
-    - `rtol`: the forcing term `eta`; `None` for `min(0.5, sqrt(|b|))`.
-    - `max_steps`: most Hessian-vector products; `None` means `10 n`.
-    - `negative_curvature_tol`: the `tol` of the curvature test, relative to
-      `|d|^2`; `None` means `10 eps` of `b`'s dtype, which flags curvature that is
-      zero within rounding as well as negative curvature.
+    - `rtol` (default `None`, meaning `min(0.5, sqrt(|b|))`): the forcing term `eta`,
+      relative to `|b|`.
+    - `max_steps` (default `None`, meaning `10 n`): most Hessian-vector products.
+    - `negative_curvature_tol` (default `None`, meaning `10 eps` of `b`'s dtype): the
+      `tol` of the curvature test, relative to `|d|^2`; the default flags curvature
+      that is zero within rounding as well as negative curvature.
+
+    **Example:**
+
+    ```python
+    solver = jm.NewtonCG(linear_solver=jm.linear.TruncatedCG(max_steps=20))
+    ```
     """
 
     rtol: Optional[ScalarLike] = None

@@ -1,17 +1,18 @@
 """`AbstractSolver` and `AbstractState`: the contract every solver implements once.
 
 A solver works on a flat 1-D `x` (`minimize` ravels pytrees) and an objective
-`fn(x, *args)`. `minimize` owns the loop:
+`fn(x, *args)`. Every solver's `init` and `step` take the same arguments, the last a
+`Constraints` (bounds and constraint functions; empty, `Constraints()`, where the
+problem has none), and `minimize` owns the loop:
 
-    state = solver.init(fn, x0, args)
+    state = solver.init(fn, x0, args, constraints)
     while not solver.terminate(state)[0]:
-        x, state = solver.step(fn, x, state, args)
+        x, state = solver.step(fn, x, state, args, constraints)
 
-so a user can drive it by hand the same way. Solvers that take bounds or constraints
-(class flags `takes_bounds`, `takes_constraints`) receive them as a `Constraints`, the
-last argument of `init(fn, x0, args, constraints)` and `step(fn, x, state, args,
-constraints)`; `minimize` passes it only to those solvers, after projecting `x0` into
-the bounds.
+so a user can drive it by hand the same way (`constraints` may be left out for an
+unconstrained solver). Solvers that use bounds or constraint functions say so with the
+class flags `takes_bounds` and `takes_constraints`; `minimize` rejects them elsewhere,
+and projects `x0` into the bounds first.
 """
 
 import abc
@@ -64,38 +65,60 @@ class AbstractSolver(eqx.Module, Generic[_State]):
     ftol: eqx.AbstractVar[Optional[ScalarLike]]
     takes_bounds: ClassVar[bool] = False
     takes_constraints: ClassVar[bool] = False
+    takes_residuals: ClassVar[bool] = False  # least-squares solvers: `fn` returns residuals
 
     @abc.abstractmethod
-    def init(self, fn: Objective, x: Vector, args: tuple) -> _State:
+    def init(self, fn: Objective, x: Vector, args: tuple,
+             constraints: Optional[Constraints] = None) -> _State:
         """The state at `x` (evaluates `fn` there)."""
 
     @abc.abstractmethod
-    def step(self, fn: Objective, x: Vector, state: _State, args: tuple) -> tuple[Vector, _State]:
+    def step(self, fn: Objective, x: Vector, state: _State, args: tuple,
+             constraints: Optional[Constraints] = None) -> tuple[Vector, _State]:
         """One iteration: the next iterate and state."""
 
     def terminate(self, state: _State) -> tuple[Bool[Array, ""], Int[Array, ""]]:
-        """`(done, status)`: stop now, and why (`status` is meaningful once done)."""
+        """For solver authors: `(done, status)`: stop now, and why (`status` is meaningful once done)."""
         done, status, _ = self.verdict(state)
         return done, status
 
     def verdict(self, state: _State) -> tuple[Bool[Array, ""], Int[Array, ""], Int[Array, ""]]:
-        """`(done, status, reason)`: `terminate` with the `Reason` (for solver authors:
+        """For solver authors: `(done, status, reason)`: `terminate` with the `Reason` (for solver authors:
         override to add conditions, as SQP does for the constraint violation)."""
         return stopping.terminate(self.optimality_norm(state), state.f, state.reason, self.gtol)
 
+    def with_bounds(self) -> "AbstractSolver":
+        """For solver authors: The solver `minimize` runs when given `bounds=`: itself by default (then it
+        must set `takes_bounds`); `jm.LBFGS` returns its L-BFGS-B, `jm.LBFGSB`."""
+        return self
+
+    def multipliers(self, state: _State) -> Optional[tuple]:
+        """For solver authors: `Solution.multipliers`: the `(eq, ineq)` Lagrange multipliers a constrained
+        solver's state holds at the end of the solve; `None` for the others."""
+        del state
+        return None
+
+    def warm_state(self, fresh: _State, old: _State) -> _State:
+        """For solver authors: For warm starts (`minimize(warm_start=...)`) on a changed problem: `fresh`, the
+        state `init` made at the new start, with the parts of `old`'s memory that stay
+        valid there (for solver authors; default: none, a cold start). The driver adds
+        up the counts and keeps `old` whole where the problem did not change."""
+        del old
+        return fresh
+
     def fixed_step(self) -> bool:
-        """Whether steps have a fixed (or scheduled) length with no line search: such a
+        """For solver authors: Whether steps have a fixed (or scheduled) length with no line search: such a
         solve whose f rises and stalls has too large a learning rate."""
         return False
 
     def tolerance_ftol(self, like: Array) -> Array:
-        """`ftol` in `like`'s dtype, its default filled in."""
+        """For solver authors: `ftol` in `like`'s dtype, its default filled in."""
         return stopping.default_ftol(self.ftol, like)
 
     def implicit_system(
         self, x: Vector, state: _State, fn: Objective, args: tuple, constraints: Optional[Constraints]
     ) -> tuple[Vector, Callable]:
-        """The optimality conditions at a solution, for implicit differentiation.
+        """For solver authors: The optimality conditions at a solution, for implicit differentiation.
 
         Returns `(z, residual)`: the unknowns `z` at the solution (a 1-D vector whose
         first `x.size` entries are `x`, followed by e.g. multipliers) and a function
@@ -109,27 +132,32 @@ class AbstractSolver(eqx.Module, Generic[_State]):
         return x, lambda z, fn, args, constraints: jax.grad(fn)(z, *args)
 
     def implicit_state_tangent(self, t_state: _State, dz: Vector) -> _State:
-        """The state's tangent given `dz`, the tangent of `implicit_system`'s unknowns
+        """For solver authors: The state's tangent given `dz`, the tangent of `implicit_system`'s unknowns
         (e.g. multipliers). `t_state` arrives with zeros and the envelope-theorem
         tangent of `f` filled in."""
         del dz
         return t_state
 
+    def objective(self, fn: Objective, x: Vector, args: tuple) -> Scalar:
+        """For solver authors: f at `x` from the function the solver is handed: `fn(x, *args)` (a
+        least-squares solver is handed residuals and returns `|r|^2 / 2`)."""
+        return fn(x, *args)
+
     def implicit_linear_solver(self) -> AbstractLinearSolver:
-        """The default `minimize(implicit_solver=...)`: CG, for the symmetric positive
+        """For solver authors: The default `minimize(implicit_solver=...)`: CG, for the symmetric positive
         (semi)definite Hessian of an unconstrained minimum."""
         return CG()
 
     def optimality_norm(self, state: _State) -> Scalar:
-        """The quantity `gtol` bounds (printed by `verbose=True`): `max|g|` here."""
+        """For solver authors: The quantity `gtol` bounds (printed by `verbose=True`): `max|g|` here."""
         return max_norm(state.g)
 
     def relative_optimality(self, x: Vector, state: _State) -> Scalar:
-        """The optimality measure relative to x's scale, which the precision guard of
+        """For solver authors: The optimality measure relative to x's scale, which the precision guard of
         `_stopping` bounds: `max_i |g_i| max(|x_i|, 1)` here."""
         return stopping.relative_optimality(state.g, x)
 
     def optimality_label(self, state: _State) -> str:
-        """The name `verbose=True` prints for `optimality_norm` (static)."""
+        """For solver authors: The name `verbose=True` prints for `optimality_norm` (static)."""
         del state
         return "|g|inf"

@@ -6,6 +6,7 @@ Notation: `x, f, g`; inverse-Hessian approximation `H`; direction `p = -H g`; st
 
 from typing import Optional
 
+import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
@@ -58,9 +59,21 @@ class BFGS(AbstractSolver[_BFGSState]):
 
     **Arguments:**
 
-    - `linesearch`: an `AbstractLineSearch` (strong Wolfe keeps `s.y > 0`).
-    - `gtol`: stop when `max|g| <= gtol`.
-    - `ftol`: relative-decrease test and precision level, as in `LBFGS`.
+    - `linesearch` (default `jm.linesearch.Zoom()`): an `AbstractLineSearch` (strong
+      Wolfe keeps `s.y > 0`).
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when
+      `max|g| <= gtol`.
+    - `ftol` (default `None`: `eps / 4` of the dtype): the relative-decrease test and
+      precision level, as in `LBFGS`.
+
+    **Example:**
+
+    ```python
+    def rosenbrock(x):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    sol = jm.minimize(rosenbrock, jnp.zeros(10), jm.BFGS())
+    ```
     """
 
     linesearch: AbstractLineSearch = Zoom()
@@ -70,7 +83,7 @@ class BFGS(AbstractSolver[_BFGSState]):
     def __check_init__(self):
         check_options(self, self.gtol, self.linesearch)
 
-    def init(self, fn, x, args):
+    def init(self, fn, x, args, constraints=None):
         f, g, reason = start_point(fn, x, args)
         zero_i = jnp.array(0, jnp.int32)
         return _BFGSState(
@@ -79,7 +92,12 @@ class BFGS(AbstractSolver[_BFGSState]):
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=zero_i,
         )
 
-    def step(self, fn, x, state, args):
+    def warm_state(self, fresh, old):
+        """A warm start keeps the inverse-Hessian approximation (positive definite, a
+        guess for the changed problem that the next updates correct)."""
+        return eqx.tree_at(lambda s: (s.H, s.updates), fresh, (old.H, old.updates))
+
+    def step(self, fn, x, state, args, constraints=None):
         f, g, updates = state.f, state.g, state.updates
         g_norm = jnp.linalg.norm(g)
         steepest = -g / g_norm

@@ -59,11 +59,25 @@ class Fromage(AbstractSolver[_FromageState]):
     value at step `k`. A step to a NaN/inf point is not taken and ends the solve
     `DIVERGED` (learning rate too large).
 
+    Choose it to reproduce Fromage's scale-relative steps, e.g. for weights whose
+    norm sets their scale; it needs a decaying schedule to converge.
+
     **Arguments:**
 
-    - `learning_rate`: `eta`, a positive number, an array or a schedule `k -> eta_k`.
-    - `gtol`: stop when `max|g| <= gtol`.
-    - `ftol`: the precision level a stalled solve is judged by, as in `LBFGS`.
+    - `learning_rate` (required; dimensionless: a fraction of `|x|`): `eta`, a
+      positive number, an array or a schedule `k -> eta_k`.
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when
+      `max|g| <= gtol`.
+    - `ftol` (default `None`, meaning `eps / 4` of the solve's dtype; relative,
+      dimensionless): the precision level a stalled solve is judged by,
+      as in `LBFGS`.
+
+    **Example:**
+
+    ```python
+    schedule = lambda k: 0.05 * 0.8 ** (k / 50)
+    solver = jm.Fromage(schedule, gtol=1e-3)
+    ```
     """
 
     learning_rate: LearningRate = eqx.field(converter=as_learning_rate)
@@ -77,10 +91,14 @@ class Fromage(AbstractSolver[_FromageState]):
     def fixed_step(self) -> bool:
         return True
 
-    def init(self, fn, x, args):
+    def init(self, fn, x, args, constraints=None):
         return _FromageState(**first_order_state(fn, x, args))
 
-    def step(self, fn, x, state, args):
+    def warm_state(self, fresh, old):
+        """A warm start continues the step counter (and so the learning-rate schedule)."""
+        return eqx.tree_at(lambda s: s.k, fresh, old.k)
+
+    def step(self, fn, x, state, args, constraints=None):
         eta = learning_rate_at(self.learning_rate, state.k, x)
         x_new = fromage_update(x, state.g, eta)
         x_new, f, g, reason = take_step(fn, args, x, state.f, state.g, x_new, state.reason)

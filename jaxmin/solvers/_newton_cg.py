@@ -51,12 +51,30 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
     start at a saddle point moves off it. A step whose search fails is retried once
     along steepest descent before the solve ends (see `LBFGS` for the statuses).
 
+    Choose it over `LBFGS` for ill-conditioned problems (where L-BFGS needs
+    thousands of steps and Newton a handful), for starts near saddle points, and when
+    a Hessian-vector product costs about as little as a gradient. Each step costs one
+    gradient and a few Hessian-vector products (`sol.num_hvp_evals`).
+
     **Arguments:**
 
-    - `linear_solver`: a `jm.linear` solver for the Newton system.
-    - `linesearch`: an `AbstractLineSearch`; Newton's unit step is tried first.
-    - `gtol`: stop when `max|g| <= gtol`.
-    - `ftol`: relative-decrease test and precision level, as in `LBFGS`.
+    - `linear_solver` (default `jm.linear.TruncatedCG()`): a `jm.linear` solver for
+      the Newton system.
+    - `linesearch` (default `jm.linesearch.Backtracking()`): an `AbstractLineSearch`;
+      Newton's unit step is tried first.
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when
+      `max|g| <= gtol`.
+    - `ftol` (default `None`; relative): as in `LBFGS`.
+
+    **Example:**
+
+    ```python
+    def ill_conditioned(x):  # curvatures from 1 to 1e6
+        return 0.5 * jnp.sum(jnp.logspace(0.0, 6.0, x.size) * (x - 1.0) ** 2)
+
+    sol = jm.minimize(ill_conditioned, jnp.zeros(50), jm.NewtonCG())
+    print(sol.num_steps, sol.num_hvp_evals)
+    ```
     """
 
     linear_solver: AbstractLinearSolver = TruncatedCG()
@@ -69,7 +87,7 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
         if not isinstance(self.linear_solver, AbstractLinearSolver):
             raise TypeError("`NewtonCG(linear_solver=...)` must be a `jm.linear` solver.")
 
-    def init(self, fn, x, args):
+    def init(self, fn, x, args, constraints=None):
         f, g, reason = start_point(fn, x, args)
         zero_i = jnp.array(0, jnp.int32)
         return _NewtonCGState(
@@ -78,7 +96,7 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=zero_i,
         )
 
-    def step(self, fn, x, state, args):
+    def step(self, fn, x, state, args, constraints=None):
         f, g = state.f, state.g
         steepest = -g / jnp.linalg.norm(g)
 

@@ -47,12 +47,27 @@ class OptimisticGradient(AbstractSolver[_OptimisticState]):
     gains are on rotational (min-max) fields. As in `GradientDescent`, a step to a
     NaN/inf point is not taken and ends the solve `DIVERGED` (learning rate too large).
 
+    Choose it for rotational gradient fields (min-max and game-like problems written
+    as one vector field); for plain minimisation `GradientDescent` or `LBFGS` do
+    better.
+
     **Arguments:**
 
-    - `learning_rate`: `alpha`, a positive number, an array or a schedule `k -> alpha_k`.
-    - `optimism`: `beta >= 0`, likewise (`beta = 0` is gradient descent).
-    - `gtol`: stop when `max|g| <= gtol`.
-    - `ftol`: the precision level a stalled solve is judged by, as in `LBFGS`.
+    - `learning_rate` (required; units of x per unit of gradient): `alpha`, a positive
+      number, an array or a schedule `k -> alpha_k`.
+    - `optimism` (required; same units): `beta >= 0`, likewise (`beta = 0` is
+      gradient descent).
+    - `gtol` (default `1e-5`, in the units of the gradient: f per unit of x): stop when
+      `max|g| <= gtol`.
+    - `ftol` (default `None`, meaning `eps / 4` of the solve's dtype; relative,
+      dimensionless): the precision level a stalled solve is judged by,
+      as in `LBFGS`.
+
+    **Example:**
+
+    ```python
+    solver = jm.OptimisticGradient(0.1, optimism=0.05, gtol=1e-4)
+    ```
     """
 
     learning_rate: LearningRate = eqx.field(converter=as_learning_rate)
@@ -68,11 +83,15 @@ class OptimisticGradient(AbstractSolver[_OptimisticState]):
     def fixed_step(self) -> bool:
         return True
 
-    def init(self, fn, x, args):
+    def init(self, fn, x, args, constraints=None):
         fields = first_order_state(fn, x, args)
         return _OptimisticState(g_prev=fields["g"], **fields)
 
-    def step(self, fn, x, state, args):
+    def warm_state(self, fresh, old):
+        """A warm start continues the step counter (and so the learning-rate schedule)."""
+        return eqx.tree_at(lambda s: s.k, fresh, old.k)
+
+    def step(self, fn, x, state, args, constraints=None):
         alpha = learning_rate_at(self.learning_rate, state.k, x)
         beta = learning_rate_at(self.optimism, state.k, x)
         g = state.g

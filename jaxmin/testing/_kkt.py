@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float
 
 from .._constraints import flat_bounds
@@ -111,7 +112,7 @@ def evaluate_problem(fn, eq, ineq, unravel, x, args, bounds) -> Point:
     if bounds is None:
         lower, upper = jnp.full(n, -jnp.inf, dtype), jnp.full(n, jnp.inf, dtype)
     else:
-        lower, upper = flat_bounds(*bounds, unravel(x))
+        lower, upper = flat_bounds(*bounds, unravel(x), lambda tree: ravel_pytree(tree)[0])
     return Point(f, *jax.value_and_grad(f)(x), *_constraint(eq, unravel, x, args),
                   *_constraint(ineq, unravel, x, args), lower, upper)
 

@@ -1,0 +1,146 @@
+"""Warm starts (`minimize(..., warm_start=sol)`): exact resumption, refreshed memory on a
+changed problem, derivatives as a cold solve's, and checkpoints on disk."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmin as jm
+
+
+def _rosenbrock(x, a):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (a - x[:-1]) ** 2)
+
+
+def _rosenbrock_tree(t, a):
+    return _rosenbrock(jnp.concatenate([t["u"], t["v"]]), a)
+
+
+_X0 = jnp.zeros(8)
+_SOLVERS = {
+    "LBFGS": jm.LBFGS(),
+    "BFGS": jm.BFGS(),
+    "NewtonCG": jm.NewtonCG(),
+    "GradientDescent": jm.GradientDescent(1e-3),
+    "OptimisticGradient": jm.OptimisticGradient(1e-3, 1e-3),
+    "Fromage": jm.Fromage(1e-2),
+}
+
+
+@pytest.mark.parametrize("name", list(_SOLVERS))
+def test_resuming_reproduces_the_uninterrupted_solve(name):
+    solver = _SOLVERS[name]
+    full = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=40)
+    first = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=15)
+    rest = jm.minimize(_rosenbrock, first.x, solver, args=(1.0,), max_steps=25, warm_start=first)
+    np.testing.assert_array_equal(rest.x, full.x)
+    for field in ("num_steps", "num_fun_evals", "num_hvp_evals", "status", "reason"):
+        assert int(getattr(rest, field)) == int(getattr(full, field)), field
+
+
+def test_resuming_in_chunks_under_jit():
+    solver = jm.LBFGS()
+    full = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=60)
+    resume = jax.jit(lambda sol: jm.minimize(_rosenbrock, sol.x, solver, args=(1.0,), max_steps=10,
+                                             warm_start=sol))
+    sol = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=10)
+    for _ in range(5):
+        sol = resume(sol)
+    np.testing.assert_array_equal(sol.x, full.x)
+    assert int(sol.num_steps) == int(full.num_steps) and int(sol.num_fun_evals) == int(full.num_fun_evals)
+
+
+_D = jnp.logspace(0.0, 3.0, 8)
+_C = jnp.linspace(-1.0, 1.0, 8)
+
+
+def _valley(x, a):
+    # minimiser a * _C (closed form); curvatures 1..1000, so the memory matters
+    r = x - a * _C
+    return 0.5 * jnp.sum(_D * r**2) + 0.25 * jnp.sum(r**4)
+
+
+@pytest.mark.parametrize("name", ["LBFGS", "BFGS"])
+def test_warm_start_on_changed_args_solves_the_new_problem_with_fewer_evaluations(name):
+    # a continuation in the parameter a, as the peers restart it: from the previous x
+    solver = _SOLVERS[name]
+    previous = jm.minimize(_valley, _X0, solver, args=(1.0,))
+    cold = jm.minimize(_valley, previous.x, solver, args=(1.1,))
+    warm = jm.minimize(_valley, previous.x, solver, args=(1.1,), warm_start=previous)
+    assert bool(warm.success) and bool(cold.success)
+    np.testing.assert_allclose(warm.x, 1.1 * _C, rtol=1e-5, atol=1e-6)
+    warm_evals = int(warm.num_fun_evals) - int(previous.num_fun_evals)
+    assert warm_evals < int(cold.num_fun_evals)
+
+
+def test_derivatives_are_a_cold_solves_and_zero_in_the_warm_start():
+    solver = jm.LBFGS(gtol=1e-8)
+    previous = jm.minimize(_rosenbrock, _X0, solver, args=(0.9,))
+
+    def x_sum(a, warm):
+        sol = jm.minimize(_rosenbrock, previous.x, solver, args=(a,), warm_start=warm)
+        return sol.x.sum()
+
+    cold = jax.grad(x_sum)(0.95, None)
+    warm, d_previous = eqx.filter_grad(lambda p: x_sum(*p))((jnp.asarray(0.95), previous))
+    np.testing.assert_allclose(warm, cold, rtol=1e-5)
+    assert all(float(jnp.max(jnp.abs(leaf))) == 0.0 for leaf in jax.tree.leaves(d_previous))
+
+
+def test_warm_start_under_vmap():
+    solver = jm.LBFGS()
+    a = jnp.array([0.8, 1.0, 1.2])
+    first = jax.vmap(lambda a: jm.minimize(_rosenbrock, _X0, solver, args=(a,), max_steps=12))(a)
+    rest = jax.vmap(lambda a, s: jm.minimize(_rosenbrock, s.x, solver, args=(a,), warm_start=s))(a, first)
+    full = jax.vmap(lambda a: jm.minimize(_rosenbrock, _X0, solver, args=(a,)))(a)
+    np.testing.assert_array_equal(rest.x, full.x)
+    np.testing.assert_array_equal(rest.num_steps, full.num_steps)
+
+
+def test_incompatible_warm_starts_are_refused():
+    sol = jm.minimize(_rosenbrock, _X0, jm.LBFGS(), args=(1.0,), max_steps=3)
+    with pytest.raises(ValueError, match="cannot continue"):
+        jm.minimize(_rosenbrock, _X0, jm.BFGS(), args=(1.0,), warm_start=sol)
+    with pytest.raises(ValueError, match="cannot continue"):
+        jm.minimize(_rosenbrock, jnp.zeros(9), jm.LBFGS(), args=(1.0,), warm_start=sol)
+    with pytest.raises(TypeError, match="warm_start"):
+        jm.minimize(_rosenbrock, _X0, jm.LBFGS(), args=(1.0,), warm_start=sol.x)
+
+
+_CHECKPOINT_SCRIPT = textwrap.dedent("""
+    import sys
+    import equinox as eqx, jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)  # as the test suite (conftest.py)
+    import jaxmin as jm
+    from test_warm_start import _rosenbrock_tree
+    x0 = {"u": jnp.zeros(3), "v": jnp.zeros(2)}
+    solve = lambda x0, m, warm=None: jm.minimize(_rosenbrock_tree, x0, jm.LBFGS(), args=(1.0,),
+                                                  max_steps=m, warm_start=warm)
+    like = jax.eval_shape(lambda: solve(x0, 12))
+    saved = eqx.tree_deserialise_leaves(sys.argv[1], like)
+    rest = solve(saved.x, 50, saved)
+    full = solve(x0, 62)
+    same = all(np.array_equal(rest.x[k], full.x[k]) for k in x0)
+    print(same, int(rest.num_steps) == int(full.num_steps), int(rest.num_fun_evals) == int(full.num_fun_evals))
+""")
+
+
+def test_checkpoint_on_disk_resumes_in_a_fresh_process(tmp_path):
+    x0 = {"u": jnp.zeros(3), "v": jnp.zeros(2)}
+    sol = jm.minimize(_rosenbrock_tree, x0, jm.LBFGS(), args=(1.0,), max_steps=12)
+    path = tmp_path / "solve.eqx"
+    eqx.tree_serialise_leaves(path, sol)
+    script = tmp_path / "resume.py"
+    script.write_text(_CHECKPOINT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__), "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "True", "True"], run.stdout
