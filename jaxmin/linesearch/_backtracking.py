@@ -13,11 +13,22 @@ class Backtracking(AbstractLineSearch):
     """Shrink the step by `shrink` until the Armijo (sufficient decrease) condition
     `f(x + alpha p) <= f(x) + c1 alpha grad f(x) . p` holds (N&W Alg. 3.1).
 
+    The default search of `jm.NewtonCG`, whose unit Newton step is usually accepted
+    at once; the simplest search, and the cheapest per step. It checks no curvature
+    condition, so with `jm.LBFGS` a step may add no memory pair: prefer `Zoom` there.
+
     **Arguments:**
 
-    - `c1`: sufficient-decrease constant in (0, 1).
-    - `shrink`: factor applied to a rejected step, in (0, 1).
-    - `max_steps`: most evaluations; the search fails (`ok=False`) after them.
+    - `c1` (default `1e-4`): sufficient-decrease constant in (0, 1), dimensionless.
+    - `shrink` (default `0.5`): factor applied to a rejected step, in (0, 1).
+    - `max_steps` (default `30`): most evaluations of f; the search fails
+      (`ok=False`) after them.
+
+    **Example:**
+
+    ```python
+    solver = jm.NewtonCG(linesearch=jm.linesearch.Backtracking(shrink=0.3))
+    ```
     """
 
     c1: ScalarLike = 1e-4

@@ -42,11 +42,13 @@ def best_or_last(use_best, best: tuple, last: tuple, ok, num_evals) -> LineSearc
 
 
 class AbstractLineSearch(eqx.Module):
-    """A step-length rule along a descent direction.
+    """A step-length rule along a descent direction: the base class of
+    `Backtracking`, `Zoom`, `MoreThuente` and `HagerZhang`, for writing your own.
 
     Subclass it and implement `__call__`. Every search runs its own bounded loop, so
     it terminates; a NaN or inf trial value counts as a step that is too long and is
-    never accepted.
+    never accepted. A solver calls it once per step and reuses the returned `f` and
+    `g`, so a step costs no evaluation beyond the search's own.
     """
 
     @abc.abstractmethod

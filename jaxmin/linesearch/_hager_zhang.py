@@ -76,15 +76,27 @@ class HagerZhang(AbstractLineSearch):
     long. The initial-step rules of CG_DESCENT (I0-I2) are the solver's business:
     `alpha0` is tried as given.
 
+    Choose it when a solve ends `LINESEARCH_FAILED` or `STAGNATED` close to a
+    minimiser in float32, where f's rounding hides its decrease but slopes are still
+    accurate; or as the search of `jm.GradientDescent(..., linesearch=...)`.
+
     **Arguments:**
 
-    - `delta`, `sigma`: Wolfe constants, `0 < delta < 0.5`, `delta <= sigma < 1`.
-    - `epsilon`: the allowed increase of f, relative to `|phi(0)|`.
-    - `theta`: the ratio of `update`'s bisection (U3), in (0, 1).
-    - `gamma`: a `secant^2` that leaves more than `gamma` of the interval is followed
-      by a bisection, in (0, 1).
-    - `rho`: the bracket's expansion factor, greater than 1.
-    - `max_steps`: most evaluations; the search fails (`ok=False`) after them.
+    - `delta` (default `0.1`), `sigma` (default `0.9`): Wolfe constants,
+      `0 < delta < 0.5`, `delta <= sigma < 1`, dimensionless.
+    - `epsilon` (default `1e-6`): the allowed increase of f, relative to `|phi(0)|`.
+    - `theta` (default `0.5`): the ratio of `update`'s bisection (U3), in (0, 1).
+    - `gamma` (default `0.66`): a `secant^2` that leaves more than `gamma` of the
+      interval is followed by a bisection, in (0, 1).
+    - `rho` (default `5.0`): the bracket's expansion factor, greater than 1.
+    - `max_steps` (default `30`): most evaluations of f; the search fails
+      (`ok=False`) after them.
+
+    **Example:**
+
+    ```python
+    solver = jm.LBFGS(linesearch=jm.linesearch.HagerZhang())
+    ```
     """
 
     delta: ScalarLike = 0.1

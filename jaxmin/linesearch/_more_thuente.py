@@ -186,11 +186,24 @@ class MoreThuente(AbstractLineSearch):
     Trials come from cubic, quadratic and secant interpolants (`dcstep`), with
     bisection when the interval fails to shrink by 2/3. Defaults are L-BFGS-B's.
 
+    Choose it to reproduce SciPy's L-BFGS-B (it is the search of `jm.LBFGS` with
+    bounds), or for its guaranteed bracket reduction on difficult one-dimensional
+    profiles.
+
     **Arguments:**
 
-    - `c1`, `c2`: Wolfe constants (`ftol`, `gtol` in MINPACK-2).
-    - `xtol`: stop when the interval's relative width is below it.
-    - `max_steps`: most evaluations; the search fails (`ok=False`) after them.
+    - `c1` (default `1e-3`): sufficient-decrease constant (`ftol` in MINPACK-2),
+      dimensionless.
+    - `c2` (default `0.9`): curvature constant (`gtol` in MINPACK-2), `c1 < c2 < 1`.
+    - `xtol` (default `0.1`): stop when the interval's relative width is below it.
+    - `max_steps` (default `20`): most evaluations of f; the search fails
+      (`ok=False`) after them.
+
+    **Example:**
+
+    ```python
+    solver = jm.LBFGS(linesearch=jm.linesearch.MoreThuente())
+    ```
     """
 
     c1: ScalarLike = 1e-3

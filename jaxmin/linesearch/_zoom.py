@@ -37,10 +37,23 @@ class Zoom(AbstractLineSearch):
     safeguarded cubic interpolation (N&W eq. 3.59) or bisection. Both phases share one
     bounded loop: before a bracket exists its upper end is `inf`.
 
+    The default search of `jm.LBFGS` and `jm.BFGS`: the curvature condition keeps
+    `s.y > 0`, so every step adds a memory pair. Choose `MoreThuente` for SciPy
+    L-BFGS-B's iterates, `HagerZhang` where f's rounding hides its decrease.
+
     **Arguments:**
 
-    - `c1`, `c2`: Wolfe constants, `0 < c1 < c2 < 1` (0.9 suits quasi-Newton).
-    - `max_steps`: most evaluations; the search fails (`ok=False`) after them.
+    - `c1` (default `1e-4`): sufficient-decrease constant, dimensionless.
+    - `c2` (default `0.9`, which suits quasi-Newton methods; 0.1 suits nonlinear CG):
+      curvature constant, `0 < c1 < c2 < 1`.
+    - `max_steps` (default `25`): most evaluations of f; the search fails (`ok=False`)
+      after them.
+
+    **Example:**
+
+    ```python
+    solver = jm.LBFGS(linesearch=jm.linesearch.Zoom(c2=0.5))
+    ```
     """
 
     c1: ScalarLike = 1e-4

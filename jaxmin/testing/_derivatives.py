@@ -90,6 +90,19 @@ def check_derivatives(
     Returns a `DerivativeReport`, truthy when every direction agrees: `assert report,
     report.why`. Cost: `4 k` evaluations of `solve` for `k` directions, plus one
     forward-mode pass per direction and one reverse pass.
+
+    **Example:**
+
+    ```python
+    def ridge(w, lam):
+        return jnp.sum((w - 1.0) ** 2) + lam * jnp.sum(w**2)
+
+    def solve(lam):
+        return jm.minimize(ridge, jnp.zeros(3), jm.LBFGS(gtol=1e-10), args=(lam,)).x
+
+    report = jm.testing.check_derivatives(solve, 0.5)
+    assert report, report.why
+    ```
     """
     theta = jax.tree.map(jnp.asarray, theta)
     leaves = jax.tree.leaves(theta)

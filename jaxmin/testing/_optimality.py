@@ -205,6 +205,18 @@ def check_optimality(
     gradients (one at x, four for `gradient_noise`), `4 fd_directions` values of
     `fn`, at most `2 lanczos_steps` Hessian-vector products (Lanczos, and CG for the
     model decrease) and a Jacobian of each constraint function.
+
+    **Example:**
+
+    ```python
+    def f(x):
+        return jnp.sum((x - 1.0) ** 2) + jnp.sum(x**4)
+
+    sol = jm.minimize(f, jnp.zeros(3))
+    report = jm.testing.check_optimality(f, sol)
+    assert report, report.why
+    assert not jm.testing.check_optimality(f, sol.x + 0.1)   # not a minimiser
+    ```
     """
     if not isinstance(args, tuple):
         args = (args,)

@@ -28,6 +28,21 @@ class Problem:
 
     Exact up to the rounding of the data to its dtype: data built in float64 and cast
     to float32 moves `x_star` by about `eps32` times the problem's condition number.
+
+    Use one to test a solver (yours or a configuration of jaxmin's) against a known
+    answer: `problem.minimize(solver)` runs the solve, `problem.check(sol)` certifies
+    it (`jm.testing.check_optimality`). `jm.testing.MGH_PROBLEMS` and the Hypothesis
+    strategies of `jm.testing.strategies` provide them.
+
+    **Example:**
+
+    ```python
+    problem = next(p for p in jm.testing.MGH_PROBLEMS if p.name == "rosenbrock")
+    sol = problem.minimize(jm.LBFGS(gtol=1e-6))
+    report = problem.check(sol, rtol=1e-4)
+    assert report, report.why
+    print(problem.f_star, float(sol.fun))
+    ```
     """
 
     name: str
