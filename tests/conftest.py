@@ -1,4 +1,7 @@
 import gc
+import os
+import shutil
+import tempfile
 import zlib
 
 import jax
@@ -8,6 +11,57 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One XLA compilation cache for the whole run, fresh and empty at its start: a program
+# compiled once (by any xdist worker, by a module before `jax.clear_caches()` below, or by
+# a subprocess: verdict tables, README blocks, notebooks, the sharded suite) is loaded, not
+# compiled again. Loading the same executable gives bitwise the same results. Nothing
+# survives the run, so every run pays every compilation once (a fresh clone's cost).
+# `JAX_COMPILATION_CACHE_DIR` set by the caller is used as it is and kept.
+_CACHE_ENV = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.1",  # skip tiny op-by-op programs
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+_OWN_CACHE = "JAXMIN_TEST_OWNS_CACHE"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        # the controller (or a plain run): xdist workers and subprocesses inherit the env
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxmin-tests-xla-")
+        os.environ[_OWN_CACHE] = "1"
+        for name, value in _CACHE_ENV.items():
+            os.environ.setdefault(name, value)
+    # this process may have imported jax before the env was set: its config from the env
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")))
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes",
+                          int(os.environ.get("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")))
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput") and os.environ.pop(_OWN_CACHE, None):
+        shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR"), ignore_errors=True)
+
+
+# Tests that run for tens of seconds each (a table of solves, a subprocess: verdict tables,
+# the sharded suite, notebooks, README blocks, the docs site) start first, so the last
+# tests of a run are short ones and `--dist worksteal` ends both workers together.
+_LONG_FIRST = (
+    "test_verdicts.py::test_float32_mgh_verdicts",
+    "test_bfgs.py::test_float32_verdicts",
+    "test_sqp_float32.py::test_hs_float32",
+    "test_sharding.py::test_sharded_suite",
+    "test_notebooks.py::test_notebook_runs",
+    "test_docs.py::",
+    "test_readme.py::test_readme_block",
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not any(name in item.nodeid for name in _LONG_FIRST))  # stable
 
 
 @pytest.fixture
