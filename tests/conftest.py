@@ -29,7 +29,7 @@ def pytest_configure(config):
     if not hasattr(config, "workerinput") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         # the controller (or a plain run): xdist workers and subprocesses inherit the env
         os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxmin-tests-xla-")
-        os.environ[_OWN_CACHE] = "1"
+        os.environ[_OWN_CACHE] = str(os.getpid())  # (subprocesses inherit it: not theirs)
         for name, value in _CACHE_ENV.items():
             os.environ.setdefault(name, value)
     # this process may have imported jax before the env was set: its config from the env
@@ -42,7 +42,8 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if not hasattr(config, "workerinput") and os.environ.pop(_OWN_CACHE, None):
+    if not hasattr(config, "workerinput") and os.environ.get(_OWN_CACHE) == str(os.getpid()):
+        del os.environ[_OWN_CACHE]
         shutil.rmtree(os.environ.pop("JAX_COMPILATION_CACHE_DIR"), ignore_errors=True)
 
 
