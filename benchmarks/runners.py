@@ -33,7 +33,7 @@ from .problems import GTOL, HISTORY, MAXITER, Problem
 # max-norm), not on the gradient.  rtol = atol = OPTX_TOL[problem] was chosen as the
 # LOOSEST value of the ladder 1e-6, 1e-8, ..., 1e-14 for which optx.LBFGS reaches
 # ||g||_inf <= 1e-6 from both the standard and the steady start (see
-# `python -m benchmarks.calibrate_optx`).  This per-problem choice is an oracle
+# `python -m benchmarks.calibrate optx`).  This per-problem choice is an oracle
 # tuning that favours Optimistix; problems not listed use OPTX_TOL_DEFAULT.
 OPTX_TOL_DEFAULT = 1e-10
 OPTX_TOL: dict[str, float] = {
