@@ -72,7 +72,7 @@ def start(solver, fn, x0, args, constraints, max_steps, earlier=None, problem=No
         same = resumes(x0, earlier.x, problem, old_digest)
         state = warm_state(solver, state, earlier.state, same)
         n = earlier.num_steps
-        if earlier.progress is not None:
+        if old_digest is not None:  # (a batch's record has none: a fresh record then)
             watch = jax.tree.map(lambda a, b: jnp.where(same, a, b), earlier.progress, watch)
     done, _ = solver.terminate(state)
     return Carry(x0, state, n, done | (max_steps <= 0), watch)
