@@ -47,10 +47,13 @@ def test_resuming_reproduces_the_uninterrupted_solve(name):
 
 def test_resuming_in_chunks_under_jit():
     solver = jm.LBFGS()
-    full = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=60)
+    # every call under `jit`, so all are compiled alike (a direct call of a small problem
+    # is compiled with other XLA options, `_minimize.SMALL_PROBLEM`, and may round the
+    # last bit differently)
+    full = jax.jit(lambda x0: jm.minimize(_rosenbrock, x0, solver, args=(1.0,), max_steps=60))(_X0)
     resume = jax.jit(lambda sol: jm.minimize(_rosenbrock, sol.x, solver, args=(1.0,), max_steps=10,
                                              warm_start=sol))
-    sol = jm.minimize(_rosenbrock, _X0, solver, args=(1.0,), max_steps=10)
+    sol = jax.jit(lambda x0: jm.minimize(_rosenbrock, x0, solver, args=(1.0,), max_steps=10))(_X0)
     for _ in range(5):
         sol = resume(sol)
     np.testing.assert_array_equal(sol.x, full.x)
@@ -144,3 +147,66 @@ def test_checkpoint_on_disk_resumes_in_a_fresh_process(tmp_path):
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["True", "True", "True"], run.stdout
+
+
+# ------------------------------------------------------------ constrained solvers
+# min |x - a c|^2 on the simplex (sum x = 1, x >= 0): the Euclidean projection of a c
+# onto the simplex, in closed form (sort, find the shift tau, clip)
+_SIMPLEX_C = jnp.array([0.9, 0.5, 0.2, -0.3, 0.6])
+
+
+def _to_simplex(a):
+    v = np.sort(np.asarray(a * _SIMPLEX_C))[::-1]
+    tau = max((np.sum(v[: k + 1]) - 1) / (k + 1) for k in range(v.size) if v[k] > (np.sum(v[: k + 1]) - 1) / (k + 1))
+    return np.maximum(np.asarray(a * _SIMPLEX_C) - tau, 0.0)
+
+
+def _simplex_distance(x, a):
+    return jnp.sum((x - a * _SIMPLEX_C) ** 2)
+
+
+def _simplex_sum(x, a):
+    return jnp.sum(x)[None] - 1.0
+
+
+_BOX = (jnp.full(5, -1.0), jnp.full(5, 0.5))
+_SQP = jm.SQP()
+
+
+def _simplex_solve(x0, a, max_steps, warm=None):
+    # (one compiled solve, cold or warm, shared by the SQP tests: `a` is an array)
+    return jm.minimize(_simplex_distance, x0, _SQP, args=(jnp.asarray(a),), eq=_simplex_sum,
+                       bounds=(0.0, 1.0), max_steps=max_steps, warm_start=warm)
+
+
+@pytest.mark.parametrize("name", ["SQP", "LBFGSB"])
+def test_resuming_a_constrained_solve_reproduces_the_uninterrupted_solve(name):
+    if name == "SQP":
+        solve = lambda x0, m, warm=None: _simplex_solve(x0, 1.0, m, warm)  # noqa: E731
+        x0, first_steps = jnp.full(5, 0.2), 2
+    else:
+        solve = lambda x0, m, warm=None: jm.minimize(  # noqa: E731
+            _rosenbrock, x0, jm.LBFGSB(), args=(1.0,), bounds=_BOX, max_steps=m, warm_start=warm)
+        x0, first_steps = jnp.zeros(5), 6
+    full = solve(x0, 40)
+    first = solve(x0, first_steps)
+    assert int(first.num_steps) == first_steps  # (stopped early, not converged)
+    rest = solve(first.x, 40 - first_steps, first)
+    np.testing.assert_array_equal(rest.x, full.x)
+    for field in ("num_steps", "num_fun_evals", "status", "reason"):
+        assert int(getattr(rest, field)) == int(getattr(full, field)), field
+
+
+def test_sqp_continuation_from_a_warm_start_finds_each_new_solution():
+    # a continuation in a: each solve from the previous x, warm (Hessian, multipliers,
+    # active set) and cold (x only); both must land on the closed form
+    first = _simplex_solve(jnp.full(5, 0.2), 1.0, 100)
+    warm = cold = first
+    cold_evals = 0
+    for a in (1.1, 1.2, 1.3, 1.4):
+        warm, cold = _simplex_solve(warm.x, a, 100, warm), _simplex_solve(cold.x, a, 100)
+        cold_evals += int(cold.num_fun_evals)
+        assert bool(warm.success) and bool(cold.success)
+        np.testing.assert_allclose(warm.x, _to_simplex(a), atol=1e-6)
+        np.testing.assert_allclose(cold.x, _to_simplex(a), atol=1e-6)
+    assert int(warm.num_fun_evals) - int(first.num_fun_evals) < cold_evals
