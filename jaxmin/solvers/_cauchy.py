@@ -73,11 +73,14 @@ def _scan_cauchy(g, t, b: Compact):
         # pass the next breakpoint (coordinate i reaches its bound; ties one per turn)
         i = jnp.min(jnp.where(rest == t_next, iota, n))
         i = jnp.minimum(i, n - 1)
-        w_i = b.scale * b.ys[:, i]
+        # gathers by an index array: over a sharded x each device reads its own part
+        # (a scalar index would gather all of g and W onto every device)
+        at = i[None]
+        g_i, w_i = g[at][0], b.scale * b.ys[:, at][:, 0]
         c = jnp.where(found, c, c + (t_next - tau) * p)
-        p = jnp.where(found, p, p + g[i] * w_i)
-        big_g = jnp.where(found, big_g, big_g - g[i] ** 2)
-        rest = jnp.where(found, rest, rest.at[i].set(jnp.inf))
+        p = jnp.where(found, p, p + g_i * w_i)
+        big_g = jnp.where(found, big_g, big_g - g_i**2)
+        rest = jnp.where(found | (iota != i), rest, jnp.inf)
         return j + 1, jnp.where(found, tau, t_next), p, c, big_g, rest, found, t_star
 
     def cond(carry):

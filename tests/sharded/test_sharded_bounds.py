@@ -38,3 +38,29 @@ def test_bounded_sharded_pytree_matches_the_clipped_closed_form():
     np.testing.assert_allclose(sol.x["u"], np.clip(c, -1.0, 0.5), atol=1e-10)
     np.testing.assert_allclose(sol.x["v"], np.clip(-c, -0.5, 1.0), atol=1e-10)
     np.testing.assert_allclose(sol.x["u"], ref.x["u"], atol=1e-12)
+
+
+def test_bounded_sharded_solve_gathers_nothing_x_sized_on_its_common_path():
+    """The compiled L-BFGS-B loop over a sharded x communicates only reductions of
+    scalars and of `2m`-sized vectors (dot products, `W^T v`, the Cauchy scan's reads
+    of one coordinate), never an x-sized array, outside the Cauchy search's fallback.
+    That fallback (`lax.cond`; it runs when the Cauchy point lies beyond
+    `SCAN_BREAKPOINTS` breakpoints, mostly in the first steps) sorts the breakpoints:
+    its one all-gather is of their integer sort keys."""
+    from hlo import collectives
+
+    c = jnp.asarray(np.random.default_rng(3).uniform(-2.0, 2.0, N))
+    solve = jax.jit(lambda x0, lo, up, c: jm.minimize(_tree_quadratic, x0, jm.LBFGS(), args=(c,),
+                                                      bounds=(lo, up)).x)
+    x0 = {"u": jnp.zeros(N), "v": jnp.zeros(N)}
+    lower = {"u": jnp.full(N, -1.0), "v": jnp.full(N, -0.5)}
+    upper = {"u": jnp.full(N, 0.5), "v": jnp.full(N, 1.0)}
+    found = [f for f in collectives(solve.lower(*jax.device_put((x0, lower, upper, c), SHARDED))
+                                    .compile().as_text()) if f.in_loop]
+    common = [f for f in found if "conditional" not in f.path]
+    two_m = 2 * jm.LBFGS().history_size  # the compact model's W has 2m columns
+    assert common and two_m**2 < N  # (2m x 2m reductions are not x-sized)
+    for f in common:
+        assert f.op == "all-reduce" and f.size <= two_m**2, f
+    gathers = [f for f in found if f.op == "all-gather"]
+    assert all(f.shape.startswith("s") for f in gathers), gathers  # integer sort keys only
