@@ -11,7 +11,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ._implicit import solve_implicit
-from ._minimize import _check_x0, _is_dynamic
+from ._minimize import _check_x0, _is_dynamic, jit_for_size, jitted_by_size
 from ._monitor import Monitor
 from ._ravel import flattener
 from ._solution import MESSAGES, Solution, Status, make_solution
@@ -84,7 +84,7 @@ def least_squares(
     dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
     static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
-    sol = _solve((treedef, static, throw and traced, verbose), dynamic, np.int32(max_steps))
+    sol = jit_for_size(_solve, x0)((treedef, static, throw and traced, verbose), dynamic, np.int32(max_steps))
     if throw and not traced and not bool(sol.success):
         raise RuntimeError(f"least_squares did not converge: {sol.message}")
     return sol
@@ -99,8 +99,7 @@ def _check_residuals(residuals, x0, args) -> None:
         raise ValueError(f"`residuals` must return at least one residual; got {out}.")
 
 
-@jax.jit(static_argnums=0)
-def _solve(static, dynamic, max_steps) -> Solution:
+def _solve_body(static, dynamic, max_steps) -> Solution:
     treedef, static_leaves, throw, verbose = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
     residuals, x0, args, solver, implicit_solver = jax.tree.unflatten(treedef, leaves)
@@ -119,3 +118,6 @@ def _solve(static, dynamic, max_steps) -> Solution:
     if throw:
         sol = eqx.branched_error_if(sol, ~sol.success, status, _ERROR_MESSAGES)
     return sol
+
+
+_solve = jitted_by_size(_solve_body)

@@ -124,7 +124,8 @@ def minimize(
     - `warm_start`: an earlier `Solution` of this solver on a problem of the same shape
       (or its `.state`): start at `x0` with that solve's memory instead of an empty one
       (`jaxmin._warm` says what is kept). `minimize(fn, sol.x, solver, args,
-      warm_start=sol)` continues `sol` exactly; with new `args` the memory is a refreshed
+      warm_start=sol)` continues `sol` exactly (bit for bit where both calls are compiled
+      alike: both direct, or both under `jit`); with new `args` the memory is a refreshed
       guess. `num_steps` and the evaluation counts continue from `sol`'s; `max_steps`
       caps the steps of this call. Derivatives are those of a cold solve (zero with
       respect to the warm start).
@@ -162,9 +163,10 @@ def minimize(
     # Outside any trace the failure is raised here, as a plain Python error; inside
     # `jit`/`vmap` the compiled solve raises it at run time.
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
+    solve = jit_for_size(_solve, x0)
     try:
-        sol = _solve((treedef, static, throw and traced, verbose, bool(has_aux)), dynamic,
-                     np.int32(max_steps))
+        sol = solve((treedef, static, throw and traced, verbose, bool(has_aux)), dynamic,
+                    np.int32(max_steps))
     except jax.errors.TracerBoolConversionError as error:
         raise TypeError(_PYTHON_CONTROL_FLOW) from error
     except jax.errors.ConcretizationTypeError as error:
@@ -219,8 +221,41 @@ def _check_output(fn, has_aux, x0, args) -> None:
         )
 
 
-@jax.jit(static_argnums=0)
-def _solve(static, dynamic, max_steps) -> Solution:
+# At most this many unknowns, jaxmin's own jit compiles without XLA:CPU's fusion
+# emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
+# less time and the steady time is within noise; above, the emitters' kernels run
+# faster (by 7-90% at n = 1000-10^4). The two may round reductions differently: `x`
+# can differ in the last bit (steps and counts were equal on every HS problem).
+# Measurements: benchmarks/README.md, "First calls: where the time goes".
+SMALL_PROBLEM = 256
+_SMALL_PROBLEM_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+def jitted_by_size(fn):
+    """`fn` jitted (first argument static) twice: `(default, small)`, `small` compiled
+    with `_SMALL_PROBLEM_OPTIONS`. `jit_for_size` picks one."""
+    return jax.jit(fn, static_argnums=0), jax.jit(fn, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS)
+
+
+def jit_for_size(variants, x0):
+    """The variant of `jitted_by_size` for `x0`: `small` for at most `SMALL_PROBLEM`
+    unknowns on the CPU backend, called outside any trace (JAX takes compiler options
+    only on a top-level `jit`; under `jit`, `vmap` or `grad` the solve is part of the
+    caller's program)."""
+    size = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(x0))
+    small = size <= SMALL_PROBLEM and jax.default_backend() == "cpu" and _outside_traces()
+    return variants[1] if small else variants[0]
+
+
+def _outside_traces() -> bool:
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # (a JAX without it: the default compilation)
+        return False
+    return trace_state_clean()
+
+
+def _solve_body(static, dynamic, max_steps) -> Solution:
     treedef, static_leaves, throw, verbose, has_aux = static
     leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
     problem = jax.tree.unflatten(treedef, leaves)
@@ -261,3 +296,6 @@ def _solve(static, dynamic, max_steps) -> Solution:
     if throw:
         sol = eqx.branched_error_if(sol, ~sol.success, status, _ERROR_MESSAGES)
     return sol
+
+
+_solve = jitted_by_size(_solve_body)

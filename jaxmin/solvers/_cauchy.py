@@ -218,7 +218,13 @@ def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact)
     """
     t = breakpoints(x, g, lower, upper)
     found, t_scan = _scan_cauchy(g, t, b)
-    t_star = lax.cond(found, lambda: t_scan, lambda: _sorted_cauchy(g, t, b))
+    if x.shape[0] < SCAN_BREAKPOINTS:
+        # the scan passes every breakpoint (at most n, one per trip), so it finds the
+        # minimiser: the sorted search would never run, and compiling it would double
+        # this program
+        t_star = t_scan
+    else:
+        t_star = lax.cond(found, lambda: t_scan, lambda: _sorted_cauchy(g, t, b))
     x_cp = jnp.clip(x - t_star * g, lower, upper)
     return CauchyPoint(x=x_cp, free=t > t_star, t=t_star)
 

@@ -59,7 +59,11 @@ def empty_memory(m: int, x: Vector) -> Memory:
 
 
 def _set_row_col(mat, i, v):
-    return mat.at[i].set(v).at[:, i].set(v)
+    """`mat` with row and column `i` set to `v`. (By selects, not scatters: on these
+    small matrices XLA:CPU fuses selects into one kernel, where each scatter would be a
+    kernel of its own to compile.)"""
+    idx = jnp.arange(mat.shape[0], dtype=i.dtype)
+    return jnp.where((idx == i)[None, :], v[:, None], jnp.where((idx == i)[:, None], v[None, :], mat))
 
 
 def add_pair(memory: Memory, s: Vector, y: Vector, g: Vector, failed: Bool[Array, ""]) -> Memory:
@@ -73,7 +77,9 @@ def add_pair(memory: Memory, s: Vector, y: Vector, g: Vector, failed: Bool[Array
     row = memory.k % m
     ys = memory.ys.at[row].set(jnp.where(store, y, memory.ys[row]))
     ys = ys.at[m + row].set(jnp.where(store, s, memory.ys[m + row]))
-    sy = memory.sy.at[row].set(s @ ys[:m].T).at[:, row].set(ys[m:] @ y)
+    slot = jnp.arange(m, dtype=row.dtype)
+    sy = jnp.where((slot == row)[:, None], (s @ ys[:m].T)[None, :], memory.sy)
+    sy = jnp.where((slot == row)[None, :], (ys[m:] @ y)[:, None], sy)
     ss = _set_row_col(memory.ss, row, ys[m:] @ s)
     free_products = ys @ jnp.where(memory.free[:, None], jnp.stack([y, s], axis=1), 0.0)  # 2m x 2
     gram = _set_row_col(memory.free_gram, row, free_products[:, 0])

@@ -82,10 +82,14 @@ def restoration_plan(pt: _Point, x, lower, upper, qp: QPStep, state: _SQPState, 
     need = ((state.violation > ctol)
             & ((qp.delta > _STEER) | ~qp.ok | stalled | phase.restore_next | in_restoration)
             & ~infeasible_mode)
-    # (its n x n solve only where it is needed)
-    p_f, slope_f, certified = lax.cond(
-        need, lambda: feasibility_step(pt, x, lower, upper, ftol, phase.damping),
-        lambda: (jnp.zeros_like(x), jnp.zeros((), x.dtype), jnp.array(False)))
+    # (its n x n solve only where it is needed; with bounds alone, never: the QP keeps
+    # every iterate inside them, so nothing is violated, and the step is not compiled)
+    no_step = lambda: (jnp.zeros_like(x), jnp.zeros((), x.dtype), jnp.array(False))
+    if pt.c_eq.shape[0] + pt.c_in.shape[0] == 0:
+        p_f, slope_f, certified = no_step()
+    else:
+        p_f, slope_f, certified = lax.cond(
+            need, lambda: feasibility_step(pt, x, lower, upper, ftol, phase.damping), no_step)
     certified = need & certified
     lin_v2 = lambda s: violation_l2(pt.c_eq + pt.J_eq @ s, pt.c_in + pt.J_in @ s)
     red_f, red_p = v2 - lin_v2(p_f), v2 - lin_v2(qp.p)
