@@ -3,7 +3,7 @@
 W. Hock and K. Schittkowski, "Test Examples for Nonlinear Programming Codes",
 Lecture Notes in Economics and Mathematical Systems 187, Springer, 1981.
 
-`CONSTRAINED` holds 49 problems of the collection: equality-only, inequality-only and
+`CONSTRAINED` holds 58 problems of the collection: equality-only, inequality-only and
 mixed, many with bounds, each from its standard start (`feasible_start=False` where the
 start violates a constraint or a bound), with the published optimal value `f_star`
 and, where the book gives it, the minimiser `x_star` (in closed form where the book
@@ -60,6 +60,23 @@ def _in100(x):
         282.0 - 7.0 * x[0] - 3.0 * x[1] - 10.0 * x[2] ** 2 - x[3] + x[4],
         196.0 - 23.0 * x[0] - x[1] ** 2 - 6.0 * x[5] ** 2 + 8.0 * x[6],
         -4.0 * x[0] ** 2 - x[1] ** 2 + 3.0 * x[0] * x[1] - 2.0 * x[2] ** 2 - 5.0 * x[5] + 11.0 * x[6],
+    )
+
+
+
+def _abc83(x):
+    a = 85.334407 + 0.0056858 * x[1] * x[4] + 0.0006262 * x[0] * x[3] - 0.0022053 * x[2] * x[4]
+    b = 80.51249 + 0.0071317 * x[1] * x[4] + 0.0029955 * x[0] * x[1] + 0.0021813 * x[2] ** 2
+    c = 9.300961 + 0.0047026 * x[2] * x[4] + 0.0012547 * x[0] * x[2] + 0.0019085 * x[2] * x[3]
+    return _v(a, 92.0 - a, b - 90.0, 110.0 - b, c - 20.0, 25.0 - c)
+
+
+def _in106(x):
+    return _v(
+        1.0 - 0.0025 * (x[3] + x[5]), 1.0 - 0.0025 * (x[4] + x[6] - x[3]), 1.0 - 0.01 * (x[7] - x[4]),
+        x[0] * x[5] - 833.33252 * x[3] - 100.0 * x[0] + 83333.333,
+        x[1] * x[6] - 1250.0 * x[4] - x[1] * x[3] + 1250.0 * x[3],
+        x[2] * x[7] - 1250000.0 - x[2] * x[4] + 2500.0 * x[4],
     )
 
 
@@ -221,6 +238,20 @@ CONSTRAINED: list[HSProblem] = [
                         x[1] + 4.0 * x[2] - 1.5),
       lower=(0.0,) * 4, upper=(INF,) * 4),
     P("hs100", _f100, (1.0, 2.0, 0.0, 4.0, 0.0, 1.0, 1.0), 680.6300573, None, ineq=_in100),
+    # badly scaled: bounds up to 4e5, constraints of 1e-2 and (hs106) 1e6
+    P("hs072", lambda x: 1.0 + jnp.sum(x), (1.0,) * 4, 727.67937, (193.4071, 179.5475, 185.0186, 168.7062),
+      ineq=lambda x: _v(0.0401 - 4.0 / x[0] - 2.25 / x[1] - 1.0 / x[2] - 0.25 / x[3],
+                        0.010085 - 0.16 / x[0] - 0.36 / x[1] - 0.64 / x[2] - 0.64 / x[3]),
+      lower=(0.001,) * 4, upper=(4e5, 3e5, 2e5, 1e5), feasible_start=False),
+    P("hs083", lambda x: 5.3578547 * x[2] ** 2 + 0.8356891 * x[0] * x[4] + 37.293239 * x[0] - 40792.141,
+      (78.0, 33.0, 27.0, 27.0, 27.0), -30665.53867, (78.0, 33.0, 29.99526, 45.0, 36.77581), ineq=_abc83,
+      lower=(78.0, 33.0, 27.0, 27.0, 27.0), upper=(102.0, 45.0, 45.0, 45.0, 45.0), feasible_start=False),
+    # f*: the book prints 7049.330923 (1.2e-5 above the minimiser); 7049.2480205 is the
+    # value at the minimiser (579.3067, 1359.9707, 5109.9707, 182.0177, 295.6012,
+    # 217.9823, 286.4165, 395.6012), which SLSQP reaches
+    P("hs106", lambda x: x[0] + x[1] + x[2], (5000.0, 5000.0, 5000.0, 200.0, 350.0, 150.0, 225.0, 425.0),
+      7049.2480205, None, ineq=_in106, lower=(100.0, 1000.0, 1000.0) + (10.0,) * 5,
+      upper=(10000.0,) * 3 + (1000.0,) * 5, feasible_start=False),
     # --- equalities and inequalities ------------------------------------------------
     P("hs014", lambda x: (x[0] - 2.0) ** 2 + (x[1] - 1.0) ** 2, (2.0, 2.0), 9.0 - 2.875 * math.sqrt(7.0),
       (0.5 * (math.sqrt(7.0) - 1.0), 0.25 * (math.sqrt(7.0) + 1.0)),
