@@ -36,6 +36,19 @@ def test_update_is_the_bfgs_formula_and_satisfies_the_secant_equation(key):
     assert float(jnp.linalg.eigvalsh(H_new)[0]) > 0
 
 
+@pytest.mark.parametrize("x0, first_length", [((0.3, 0.4), 0.5), ((3.0, 4.0), 1.0)])
+def test_first_step_is_steepest_descent_with_identity_capped_at_unit_length(x0, first_length):
+    # N&W §6.1: H0 = I for the first step (SciPy's BFGS too), its length capped at 1;
+    # on 0.5 |x|^2 with |g0| = 0.5 that step lands on the minimiser, in one evaluation
+    sphere = lambda x: 0.5 * jnp.dot(x, x)
+    solver, x0 = jm.BFGS(), jnp.asarray(x0)
+    x1, state = solver.step(sphere, x0, solver.init(sphere, x0, ()), ())
+    np.testing.assert_allclose(jnp.linalg.norm(x1 - x0), first_length * float(state.alpha), rtol=1e-12)
+    if first_length < 1:
+        ref = scipy.optimize.minimize(lambda x: (0.5 * x @ x, x), np.asarray(x0), jac=True, method="BFGS")
+        assert int(state.num_fun_evals) == ref.nfev == 2 and float(jnp.max(jnp.abs(x1))) == 0.0
+
+
 @functools.cache
 def _scipy(name):
     p = next(q for q in PROBLEMS if q.name == name)

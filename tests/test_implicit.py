@@ -133,3 +133,97 @@ def test_float32():
 def test_bad_implicit_solver():
     with pytest.raises(TypeError, match="implicit_solver"):
         jm.minimize(_ridge, jnp.zeros(5), args=(1.0, X, Y), implicit_solver="cg")
+
+
+# --------------------------------------- CG preconditioned by the solver's quasi-Newton matrix
+
+
+def _ridge_derivatives(solver, implicit_solver):
+    """One compiled function per case, batched over lam: the solution undifferentiated
+    (with its final reason and how many quasi-Newton pairs its memory holds), the primal
+    and tangent of its jvp along lam, and the grad of |x*|^2 (the transpose of that jvp:
+    reverse mode's solve), for the ridge problem in the input's dtype."""
+
+    def solve(lam, X, y):
+        return jm.minimize(_ridge, jnp.zeros(5, X.dtype), solver, args=(lam, X, y),
+                           implicit_solver=implicit_solver)
+
+    def one(lam, X, y):
+        x, jvp = jax.linearize(lambda lam: solve(lam, X, y).x, lam)
+        (grad,) = jax.linear_transpose(jvp, lam)(2 * x)
+        sol = solve(jax.lax.stop_gradient(lam), X, y)
+        pairs = sol.state.k if isinstance(solver, jm.LBFGS) else sol.state.updates
+        return sol.x, sol.reason, pairs, x, jvp(jnp.ones_like(lam)), grad
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None, None)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("solver", [jm.LBFGS, jm.BFGS], ids=["LBFGS", "BFGS"])
+def test_quasi_newton_preconditioner_keeps_derivatives(solver, dtype):
+    # jvp and grad under vmap against the closed form, as tight as the plain rule's
+    # (`test_ridge_jacobians_match_the_closed_form`, `test_float32`); the forward
+    # solution is bitwise that of an undifferentiated solve
+    f64 = dtype == jnp.float64
+    # gtol above the attainable precision: a solve that ends there (Reason.PRECISION)
+    # after a failed step has reset its memory, and the preconditioner is the identity
+    solver = solver(gtol=1e-7 if f64 else 1e-2)
+    implicit = jm.linear.CG(rtol=1e-10 if f64 else 1e-5, preconditioner="solver")
+    lams = jnp.array([1.5, 4.0], dtype)
+    x_plain, reason, pairs, x, dx, grads = _ridge_derivatives(solver, implicit)(lams, X.astype(dtype), Y.astype(dtype))
+    assert jnp.all(reason == jm.Reason.GTOL) and jnp.all(pairs > 0), (reason, pairs)
+    assert dx.dtype == grads.dtype == dtype
+    np.testing.assert_array_equal(x, x_plain)
+    closed_dx = jax.vmap(jax.jacfwd(lambda l: _ridge_closed(l)))(lams.astype(jnp.float64))
+    closed_grads = jax.vmap(jax.grad(lambda l: jnp.sum(_ridge_closed(l) ** 2)))(lams.astype(jnp.float64))
+    close = dict(rtol=1e-6, atol=1e-10) if f64 else dict(rtol=2e-3, atol=1e-4)
+    np.testing.assert_allclose(dx, closed_dx, **close)
+    np.testing.assert_allclose(grads, closed_grads, **close)
+
+
+def _solved_state(solver, fn, x0, args):
+    from jaxmin._loop import run_solver
+
+    _, state, _, status, *_ = jax.jit(lambda args: run_solver(solver, fn, x0, args, 1000))(args)
+    return state, status
+
+
+def test_quasi_newton_preconditioners():
+    # an ill-conditioned ridge problem (Hessian eigenvalues 1 .. 1e4)
+    n = 20
+    q, _ = jnp.linalg.qr(jnp.asarray(np.random.default_rng(2).normal(size=(n, n))))
+    A = (q * jnp.logspace(0.0, 4.0, n)[None, :]) @ q.T
+    fn = lambda w, b: 0.5 * jnp.dot(w, A @ w) - jnp.dot(b, w)
+    args, rhs = (jnp.ones(n),), jnp.cos(jnp.arange(n, dtype=jnp.float64))
+    cg = jax.jit(lambda pre, b: jm.linear.CG(rtol=1e-10, preconditioner=pre).solve(lambda v: A @ v, b),
+                 static_argnums=0)
+    # BFGS's matrix: far fewer CG steps, the same solution
+    state, status = _solved_state(jm.BFGS(gtol=1e-6), fn, jnp.zeros(n), args)
+    assert status == jm.Status.CONVERGED
+    plain, pre = cg(None, rhs), cg(jm.BFGS().implicit_preconditioner(state), rhs)
+    assert plain.reason == pre.reason == jm.linear.Reason.CONVERGED
+    assert 2 * pre.num_steps <= plain.num_steps, (pre.num_steps, plain.num_steps)
+    np.testing.assert_allclose(pre.x, jnp.linalg.solve(A, rhs), rtol=1e-8)
+    # L-BFGS's pairs: an inverse Hessian obeying the secant equation H y = s of the
+    # newest pair (N&W eq. 6.17), symmetric positive definite
+    solver = jm.LBFGS(gtol=1e-3)
+    state, _ = _solved_state(solver, fn, jnp.zeros(n), args)
+    assert state.k > 0
+    newest = (state.k - 1) % solver.history_size
+    M = jax.vmap(solver.implicit_preconditioner(state))(jnp.eye(n)).T
+    np.testing.assert_allclose(M @ state.y_hist[newest], state.s_hist[newest], rtol=1e-8)
+    np.testing.assert_allclose(M, M.T, atol=1e-12 * float(jnp.max(jnp.abs(M))))
+    assert jnp.min(jnp.linalg.eigvalsh(M)) > 0
+    # solvers that hold no such matrix offer none
+    assert jm.NewtonCG().implicit_preconditioner(state) is None
+
+
+def test_preconditioned_tangent_failure_is_reported():
+    # a tangent solve that cannot converge (rtol = atol = 0, one step) is NaN, or an
+    # error with throw=True, as without a preconditioner (test_conveniences.py)
+    linear = jm.linear.CG(rtol=0.0, max_steps=1, preconditioner="solver")
+    x_of = lambda lam, throw: jm.minimize(_ridge, jnp.zeros(5), jm.BFGS(gtol=1e-10), args=(lam, X, Y),
+                                          implicit_solver=linear, throw=throw).x
+    assert jnp.all(jnp.isnan(jax.jvp(lambda l: x_of(l, False), (2.0,), (1.0,))[1]))
+    with pytest.raises(Exception, match="linear solve did not converge"):
+        jax.block_until_ready(jax.grad(lambda l: jnp.sum(x_of(l, True)))(2.0))

@@ -348,3 +348,13 @@ def test_traced_rtol_one_compilation():
     )
     assert batched[0].x.dtype == jnp.float32
     assert batched[0].num_steps[0] < batched[0].num_steps[1]
+
+
+def test_solver_preconditioner_outside_minimize_is_the_identity():
+    # `preconditioner="solver"` names the minimiser's own; a direct solve has none
+    A, b, _ = _jacobi_system()
+    plain, named = _solve(CG(rtol=1e-10, max_steps=1000), A, b), _solve(CG(rtol=1e-10, max_steps=1000, preconditioner="solver"), A, b)
+    np.testing.assert_array_equal(named.x, plain.x)
+    assert named.num_steps == plain.num_steps
+    with pytest.raises(ValueError, match="preconditioner"):
+        CG(preconditioner="jacobi")

@@ -6,7 +6,7 @@ residual `z = M^{-1} r`, direction `p`, step `alpha`, `beta`. Both solvers start
 `x = 0`, so the first direction is `M^{-1} b`.
 """
 
-from typing import Callable, ClassVar, Optional
+from typing import Callable, ClassVar, Optional, Union
 
 import equinox as eqx
 import jax.lax as lax
@@ -136,7 +136,16 @@ class CG(AbstractLinearSolver):
     - `atol` (default `0.0`): absolute residual tolerance, in the units of `b`.
     - `max_steps` (default `None`, meaning `10 n`): most matrix-vector products.
     - `preconditioner` (default `None`, meaning `M = I`): `v -> M^{-1} v` for a
-      symmetric positive-definite `M` approximating `A` (e.g. Jacobi, `v / diag(A)`).
+      symmetric positive-definite `M` approximating `A` (e.g. Jacobi, `v / diag(A)`);
+      or `"solver"`: as the `implicit_solver` of `jm.minimize`, the inverse-Hessian
+      approximation the minimiser's final state holds (`AbstractSolver.
+      implicit_preconditioner`: the curvature pairs of `jm.LBFGS`, the matrix of
+      `jm.BFGS`; Morales & Nocedal, SIAM J. Optim. 10(4), 2000), and `M = I` for
+      solvers that hold none and in a direct call. It pays where the Hessian is
+      ill-conditioned and the solver's approximation good, as dense BFGS's after
+      many steps (4x fewer CG steps on a ridge problem of condition 1e4); on
+      well-conditioned problems, and with L-BFGS's few pairs, CG takes about as many
+      steps and each costs more (see `benchmarks/hypergrad.py`).
     - `on_failure` (default `"iterate"`): what `x` is when the solve does not converge
       (`MAX_STEPS` or `FAILED`): `"iterate"` the last iterate, `"nan"` all NaN, or
       `"raise"` an error (also under `jit`). Applies to every solve a derivative
@@ -154,19 +163,26 @@ class CG(AbstractLinearSolver):
     tight = jm.linear.CG(rtol=1e-10)
     dw_dlam = jax.jacfwd(lambda lam: jm.minimize(ridge, jnp.zeros(3), args=(lam,),
                                                  implicit_solver=tight).x)(0.5)
+    # preconditioned by BFGS's inverse-Hessian approximation at the solution
+    dw_dlam = jax.jacfwd(lambda lam: jm.minimize(
+        ridge, jnp.zeros(3), jm.BFGS(), args=(lam,),
+        implicit_solver=jm.linear.CG(preconditioner="solver")).x)(0.5)
     ```
     """
 
     rtol: ScalarLike = 1e-6
     atol: ScalarLike = 0.0
     max_steps: Optional[int] = eqx.field(default=None, static=True)
-    preconditioner: Optional[Callable[[Vector], Vector]] = eqx.field(default=None, static=True)
+    preconditioner: Union[None, str, Callable[[Vector], Vector]] = eqx.field(default=None, static=True)
     on_failure: str = eqx.field(default="iterate", static=True)
     failure_modes: ClassVar[tuple] = ("iterate", "nan", "raise")
 
     def __check_init__(self):
         _check_max_steps(self)
         check_on_failure(self)
+        if isinstance(self.preconditioner, str) and self.preconditioner != "solver":
+            raise ValueError('`CG(preconditioner=...)` must be None, a function `v -> M^-1 v` or '
+                             f'"solver"; got {self.preconditioner!r}.')
         for name in ("rtol", "atol"):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and value < 0:
@@ -175,7 +191,9 @@ class CG(AbstractLinearSolver):
     def solve(self, matvec: MatVec, b: Vector) -> LinearResult:
         check_rhs(self, b)
         max_steps = 10 * b.shape[0] if self.max_steps is None else self.max_steps
-        precondition = _identity if self.preconditioner is None else self.preconditioner
+        # "solver" stands for the minimiser's own, which only `jm.minimize` supplies
+        own = self.preconditioner is None or isinstance(self.preconditioner, str)
+        precondition = _identity if own else self.preconditioner
 
         def cg(matvec, b):
             # called again for every tangent and cotangent; tolerances are relative

@@ -138,6 +138,19 @@ class AbstractSolver(eqx.Module, Generic[_State]):
         del dz
         return t_state
 
+    def implicit_preconditioner(self, state: _State) -> Optional[Callable[[Vector], Vector]]:
+        """For solver authors: `v -> M^{-1} v`, an approximation of the inverse of the
+        implicit system's matrix (`implicit_system`'s Jacobian) that the final `state`
+        already holds, such as a quasi-Newton inverse Hessian; or `None` (the default):
+        none. The implicit rule preconditions its CG with it when asked to,
+        `implicit_solver=jm.linear.CG(preconditioner="solver")` (Morales & Nocedal,
+        SIAM J. Optim. 10(4), 2000: automatic preconditioning by quasi-Newton updating).
+        It must be linear, symmetric and positive definite, and depend on `state` alone
+        (CG ignores its derivatives). A state whose memory was reset (after a failed
+        step) holds no curvature: return the identity there."""
+        del state
+        return None
+
     def objective(self, fn: Objective, x: Vector, args: tuple) -> Scalar:
         """For solver authors: f at `x` from the function the solver is handed: `fn(x, *args)` (a
         least-squares solver is handed residuals and returns `|r|^2 / 2`)."""

@@ -49,13 +49,15 @@ class BFGS(AbstractSolver[_BFGSState]):
     small problems under `vmap`: one matrix-vector product replaces L-BFGS's two-loop
     recursion. Memory and work per step grow as `n^2`.
 
-    The first step, and the first after a reset, is steepest descent of unit length
-    (`H0 = I / |g|`); before the first update `H0` is rescaled to `(s.y / y.y) I`
-    (N&W eq. 6.20). A pair with `s.y <= eps |s| |y|` is skipped, keeping `H` positive
-    definite. A failed step (no decrease found, or no change of f and x beyond
-    rounding) resets `H` and retries along steepest descent; a failure from steepest
-    descent ends the solve, judged by the stopping rules of `solvers/_stopping.py`
-    exactly as for `LBFGS`.
+    The first step is steepest descent with `H0 = I` (N&W §6.1), its length capped at
+    1 (`H0 = I / max(|g|, 1)`, the first step of SciPy's BFGS; `LBFGS` takes a unit
+    step there, as L-BFGS-B does); the first step after a reset is steepest descent of
+    unit length. Before the first update `H0` is rescaled to `(s.y / y.y) I` (N&W eq.
+    6.20). A pair with
+    `s.y <= eps |s| |y|` is skipped, keeping `H` positive definite. A failed step (no
+    decrease found, or no change of f and x beyond rounding) resets `H` and retries
+    along steepest descent; a failure from steepest descent ends the solve, judged by
+    the stopping rules of `solvers/_stopping.py` exactly as for `LBFGS`.
 
     **Arguments:**
 
@@ -97,18 +99,26 @@ class BFGS(AbstractSolver[_BFGSState]):
         guess for the changed problem that the next updates correct)."""
         return eqx.tree_at(lambda s: (s.H, s.updates), fresh, (old.H, old.updates))
 
+    def implicit_preconditioner(self, state):
+        """`v -> H v` for the inverse-Hessian approximation `H` of the final state (the
+        identity before any update): the preconditioner of the implicit rule's CG
+        (Morales & Nocedal, SIAM J. Optim. 10(4), 2000)."""
+        return lambda v: jnp.where(state.updates > 0, state.H @ v, v)
+
     def step(self, fn, x, state, args, constraints=None):
         f, g, updates = state.f, state.g, state.updates
-        g_norm = jnp.linalg.norm(g)
-        steepest = -g / g_norm
-        p = jnp.where(updates > 0, -(state.H @ g), steepest)
+        # the first step: H0 = I (N&W §6.1) capped at unit length; after a reset, a unit step
+        # (|g| < 1 tested as g.g < 1, leaving -g / |g| compiled as before: one rounding)
+        short = (state.num_fun_evals == 1) & (jnp.dot(g, g) < 1)
+        steepest = jnp.where(short, -g, -g / jnp.linalg.norm(g))
+        quasi_newton = -(state.H @ g)
+        slope = jnp.dot(g, quasi_newton)
         # rounding can cost descent: fall back to steepest descent and forget
-        slope = jnp.dot(g, p)
-        descent = slope < 0
-        p = jnp.where(descent, p, steepest)
-        updates = jnp.where(descent, updates, 0)
+        use_h = (updates > 0) & (slope < 0)
+        p = jnp.where(use_h, quasi_newton, steepest)
+        updates = jnp.where(use_h, updates, 0)
         # the model's decrease -g.p / 2 (inf with no curvature information yet)
-        predicted = jnp.where(updates > 0, -0.5 * slope, jnp.inf)
+        predicted = jnp.where(use_h, -0.5 * slope, jnp.inf)
         step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
                            retry_possible=updates > 0, ftol=self.tolerance_ftol(x))
         s, y = step.x - x, step.g - g

@@ -133,6 +133,13 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         keep = lambda s: (s.s_hist, s.y_hist, s.rho, s.k, s.gamma)  # noqa: E731
         return eqx.tree_at(keep, fresh, keep(old))
 
+    def implicit_preconditioner(self, state):
+        """`v -> H v` for the L-BFGS inverse Hessian `H` of the final state (two-loop
+        recursion; the identity before any pair): the preconditioner of the implicit
+        rule's CG (Morales & Nocedal, SIAM J. Optim. 10(4), 2000)."""
+        gamma = jnp.where(state.k > 0, state.gamma, 1.0).astype(state.gamma.dtype)
+        return lambda v: two_loop(v, state.s_hist, state.y_hist, state.rho, state.k, gamma)
+
     def with_bounds(self) -> LBFGSB:
         """L-BFGS-B with this solver's `history_size`, `gtol` and `ftol`: what
         `minimize` runs for `jm.LBFGS` given `bounds=`. Its search is `linesearch` when
