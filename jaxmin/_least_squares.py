@@ -7,11 +7,11 @@ import numbers
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ._compiled import compiled, is_traced, merge, run
 from ._implicit import solve_implicit
-from ._minimize import _check_x0, _is_dynamic, jit_for_size, jitted_by_size
+from ._minimize import check_x0
 from ._monitor import Monitor
 from ._ravel import flattener
 from ._solution import MESSAGES, Solution, Status, make_solution
@@ -77,14 +77,12 @@ def least_squares(
         raise ValueError(f"`max_steps` must be a non-negative int; got {max_steps!r}.")
     if implicit_solver is not None and not isinstance(implicit_solver, AbstractLinearSolver):
         raise TypeError(f"`implicit_solver` must be a `jm.linear` solver; got {implicit_solver!r}.")
-    _check_x0(x0)
+    check_x0(x0)
     if implicit_solver is None:
         implicit_solver = solver.implicit_linear_solver()
-    leaves, treedef = jax.tree.flatten((residuals, x0, args, solver, implicit_solver))
-    dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
-    static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
-    sol = jit_for_size(_solve, x0)((treedef, static, throw and traced, verbose), dynamic, np.int32(max_steps))
+    problem = (residuals, x0, args, solver, implicit_solver)
+    traced = is_traced(problem)
+    sol = run(_solve, problem, x0, (throw and traced, verbose), max_steps)
     if throw and not traced and not bool(sol.success):
         raise RuntimeError(f"least_squares did not converge: {sol.message}")
     return sol
@@ -100,9 +98,8 @@ def _check_residuals(residuals, x0, args) -> None:
 
 
 def _solve_body(static, dynamic, max_steps) -> Solution:
-    treedef, static_leaves, throw, verbose = static
-    leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
-    residuals, x0, args, solver, implicit_solver = jax.tree.unflatten(treedef, leaves)
+    throw, verbose = static.options
+    residuals, x0, args, solver, implicit_solver = merge(static, dynamic)
     x0 = jax.tree.map(jnp.asarray, x0)
     _check_residuals(residuals, x0, args)
     x_flat, _, unravel = flattener(x0)
@@ -120,4 +117,4 @@ def _solve_body(static, dynamic, max_steps) -> Solution:
     return sol
 
 
-_solve = jitted_by_size(_solve_body)
+_solve = compiled(_solve_body)

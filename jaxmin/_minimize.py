@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._compiled import compiled, is_traced, merge, run
 from ._constraints import Constraints, check_bounds, flat_bounds, flat_constraint
 from ._implicit import solve_implicit
 from ._monitor import Monitor
@@ -19,13 +20,8 @@ from .solvers import LBFGS, AbstractSolver
 _ERROR_MESSAGES = [f"minimize did not converge: {MESSAGES[s]}" for s in Status]
 
 
-def _is_dynamic(leaf) -> bool:
-    # Floats are traced: a new value (of x0, args or a hyperparameter) compiles
-    # nothing and can be differentiated. Ints, bools and other objects are structure.
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex))
-
-
-def _check_x0(x0) -> None:
+def check_x0(x0) -> None:
+    """A clear error for an `x0` that is not a non-empty pytree of floating arrays."""
     leaves = jax.tree.leaves(x0)
     if isinstance(x0, (list, tuple)) and leaves and all(isinstance(v, (int, float)) for v in leaves):
         raise TypeError(
@@ -149,7 +145,7 @@ def minimize(
     _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be a function `callback(step, x, f, grad)`; got {callback!r}.")
-    _check_x0(x0)
+    check_x0(x0)
     if implicit_solver is None:
         implicit_solver = solver.implicit_linear_solver()
     if bounds is not None:
@@ -157,16 +153,11 @@ def minimize(
         bounds = jax.tree.map(_as_float, check_bounds(bounds, x0))
     earlier = None if warm_start is None else earlier_from(warm_start)
     problem = (fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier)
-    leaves, treedef = jax.tree.flatten(problem)
-    dynamic = [leaf if _is_dynamic(leaf) else None for leaf in leaves]
-    static = tuple(None if _is_dynamic(leaf) else leaf for leaf in leaves)
     # Outside any trace the failure is raised here, as a plain Python error; inside
     # `jit`/`vmap` the compiled solve raises it at run time.
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in dynamic)
-    solve = jit_for_size(_solve, x0)
+    traced = is_traced(problem)
     try:
-        sol = solve((treedef, static, throw and traced, verbose, bool(has_aux)), dynamic,
-                    np.int32(max_steps))
+        sol = run(_solve, problem, x0, (throw and traced, verbose, bool(has_aux)), max_steps)
     except jax.errors.TracerBoolConversionError as error:
         raise TypeError(_PYTHON_CONTROL_FLOW) from error
     except jax.errors.ConcretizationTypeError as error:
@@ -221,45 +212,9 @@ def _check_output(fn, has_aux, x0, args) -> None:
         )
 
 
-# At most this many unknowns, jaxmin's own jit compiles without XLA:CPU's fusion
-# emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
-# less time and the steady time is within noise; above, the emitters' kernels run
-# faster (by 7-90% at n = 1000-10^4). The two may round reductions differently: `x`
-# can differ in the last bit (steps and counts were equal on every HS problem).
-# Measurements: benchmarks/README.md, "First calls: where the time goes".
-SMALL_PROBLEM = 256
-_SMALL_PROBLEM_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-
-
-def jitted_by_size(fn):
-    """`fn` jitted (first argument static) twice: `(default, small)`, `small` compiled
-    with `_SMALL_PROBLEM_OPTIONS`. `jit_for_size` picks one."""
-    return jax.jit(fn, static_argnums=0), jax.jit(fn, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS)
-
-
-def jit_for_size(variants, x0):
-    """The variant of `jitted_by_size` for `x0`: `small` for at most `SMALL_PROBLEM`
-    unknowns on the CPU backend, called outside any trace (JAX takes compiler options
-    only on a top-level `jit`; under `jit`, `vmap` or `grad` the solve is part of the
-    caller's program)."""
-    size = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(x0))
-    small = size <= SMALL_PROBLEM and jax.default_backend() == "cpu" and _outside_traces()
-    return variants[1] if small else variants[0]
-
-
-def _outside_traces() -> bool:
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # (a JAX without it: the default compilation)
-        return False
-    return trace_state_clean()
-
-
 def _solve_body(static, dynamic, max_steps) -> Solution:
-    treedef, static_leaves, throw, verbose, has_aux = static
-    leaves = [d if s is None else s for d, s in zip(dynamic, static_leaves)]
-    problem = jax.tree.unflatten(treedef, leaves)
-    fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier = problem
+    throw, verbose, has_aux = static.options
+    fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier = merge(static, dynamic)
     x0 = jax.tree.map(jnp.asarray, x0)
     _check_output(fn, has_aux, x0, args)
     x_flat, ravel, unravel = flattener(x0)
@@ -298,4 +253,4 @@ def _solve_body(static, dynamic, max_steps) -> Solution:
     return sol
 
 
-_solve = jitted_by_size(_solve_body)
+_solve = compiled(_solve_body)

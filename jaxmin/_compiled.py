@@ -1,0 +1,88 @@
+"""jaxmin's own `jit` of a solve (`minimize`, `least_squares`): the problem split into
+traced arrays and static structure, and the compiled program chosen by problem size.
+
+`compiled(body)` wraps `body(static, dynamic, max_steps)`; `run(program, problem,
+options, max_steps)` splits `problem` (any pytree: functions, `x0`, `args`, solver),
+calls the program and returns its result, and `merge(static, dynamic)` gives `body`
+the problem back. Floats are traced, so a new value of `x0`, `args` or a
+hyperparameter compiles nothing and can be differentiated; ints, bools and other
+objects are structure (a new value compiles anew).
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# At most this many unknowns, jaxmin's own jit compiles without XLA:CPU's fusion
+# emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
+# less time and the steady time is within noise; above, the emitters' kernels run
+# faster (by 7-90% at n = 1000-10^4). The two may round reductions differently: `x`
+# can differ in the last bit (steps and counts were equal on every HS problem).
+# Measurements: benchmarks/README.md, "First calls: where the time goes".
+SMALL_PROBLEM = 256
+_SMALL_PROBLEM_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
+class Program(NamedTuple):
+    """A solve body jitted twice (its first argument static): `default`, and `small`,
+    compiled with `_SMALL_PROBLEM_OPTIONS`."""
+
+    default: Callable
+    small: Callable
+
+
+class Static(NamedTuple):
+    """What the program is compiled for: the problem's structure, its non-array
+    leaves, and the options (`throw`, `verbose`, ...) the body reads."""
+
+    treedef: Any
+    leaves: tuple
+    options: tuple
+
+
+def compiled(body: Callable) -> Program:
+    """`body(static: Static, dynamic: list, max_steps)` as a `Program`."""
+    return Program(jax.jit(body, static_argnums=0),
+                   jax.jit(body, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS))
+
+
+def is_dynamic(leaf) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex))
+
+
+def is_traced(problem) -> bool:
+    """Whether the call sits inside a trace (`jit`, `vmap`, `grad`) of the caller's."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(problem))
+
+
+def run(program: Program, problem, x0, options: tuple, max_steps: int):
+    """`program` on `problem` (`x0` sizes it), split into static and dynamic parts."""
+    leaves, treedef = jax.tree.flatten(problem)
+    dynamic = [leaf if is_dynamic(leaf) else None for leaf in leaves]
+    static = Static(treedef, tuple(None if is_dynamic(leaf) else leaf for leaf in leaves), options)
+    return _for_size(program, x0)(static, dynamic, np.int32(max_steps))
+
+
+def merge(static: Static, dynamic: list):
+    """The problem `run` split: its pytree with the traced leaves back in place."""
+    leaves = [d if s is None else s for d, s in zip(dynamic, static.leaves)]
+    return jax.tree.unflatten(static.treedef, leaves)
+
+
+def _for_size(program: Program, x0) -> Callable:
+    """`small` for at most `SMALL_PROBLEM` unknowns on the CPU backend, called outside
+    any trace (JAX takes compiler options only on a top-level `jit`; under `jit`,
+    `vmap` or `grad` the solve is part of the caller's program)."""
+    size = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(x0))
+    small = size <= SMALL_PROBLEM and jax.default_backend() == "cpu" and _outside_traces()
+    return program.small if small else program.default
+
+
+def _outside_traces() -> bool:
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # (a JAX without it: the default compilation)
+        return False
+    return trace_state_clean()
