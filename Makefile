@@ -32,9 +32,10 @@ demo: $(VENV)/.installed
 	$(PY) -m jaxmin
 
 # tests/test_docs.py builds the site, so the test environment has the docs extra too.
-# `make test` runs the whole suite but the tests marked `slow` (the MGH table with the
-# three non-default line searches on the problems where the searches agree, see
-# tests/test_minimize.py); `make test-all` (what CI runs) runs those too.
+# `make test` runs the whole suite but the tests marked `slow`: the MGH table with the
+# three non-default line searches on the dimensions where the searches agree
+# (tests/test_minimize.py) and MoreThuente against SciPy's L-BFGS-B; `make test-all`
+# (what CI runs) runs those too. Both run every notebook (tests/test_notebooks.py).
 # Two workers, longest tests first, idle workers steal queued tests (tests/conftest.py);
 # one XLA compilation cache for the run, empty at its start (tests/conftest.py).
 # A worker that has compiled much of the suite has segfaulted inside XLA's compiler

@@ -48,3 +48,18 @@ def wrong_gradient(x):
 def _wrong_gradient_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     return wrong_gradient(x), jnp.dot(-2.0 * (x - 1.0), dx)
+
+
+def assert_first_order_certificate(sol, gtol) -> None:
+    """A successful unconstrained solve's verdict holds at its answer: `max|g| <= gtol`
+    where it stopped by `gtol`; where it stopped at f's rounding (`FTOL`, `PRECISION`),
+    the documented precision level `max_i |g_i| max(|x_i|, 1) <= ftol^(1/3) max(|f|, 1)`
+    with the default `ftol = eps / 4` (`jaxmin/solvers/_stopping.py`)."""
+    import jaxmin as jm
+
+    if int(sol.reason) == jm.Reason.GTOL:
+        assert max_abs(sol.grad) <= gtol, (max_abs(sol.grad), gtol)
+    elif bool(sol.success):
+        relative = max_abs(jax.tree.map(lambda g, x: g * jnp.maximum(jnp.abs(x), 1.0), sol.grad, sol.x))
+        level = float(jnp.finfo(jnp.result_type(sol.fun)).eps / 4) ** (1 / 3) * max(abs(float(sol.fun)), 1.0)
+        assert relative <= level, (jm.Reason(int(sol.reason)).name, relative, level)

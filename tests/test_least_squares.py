@@ -15,6 +15,7 @@ import pytest
 import scipy.optimize
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jax import lax
 from jax.flatten_util import ravel_pytree
 
 import jaxmin as jm
@@ -49,10 +50,42 @@ def _scipy_lm(name):
                                         jac=lambda x: np.asarray(J(jnp.asarray(x))), method="lm")
 
 
+def _residual_count(problem) -> int:
+    spec = jax.ShapeDtypeStruct(np.shape(problem.x0), jnp.float64)
+    return jax.eval_shape(_flat_residuals(problem), spec).shape[0]
+
+
+def _shared_residuals(problems) -> dict:
+    """The problems of one dimension behind one residual function `r(x, k)`, `k` (a
+    traced int32) selecting the problem by `lax.switch`, its flat residuals padded with
+    zeros to the group's longest: one compiled solve per dimension (and dtype) serves the
+    table. Zero residuals with zero gradients leave the sum of squares, `J^T r`, `J^T J`
+    and the column norms of `J` as they are. `{name: (r, args, m)}`, `m` the problem's
+    own residual count."""
+    by_n: dict[int, list] = {}
+    for p in problems:
+        by_n.setdefault(np.shape(p.x0)[0], []).append(p)
+    out = {}
+    for group in by_n.values():
+        longest = max(_residual_count(p) for p in group)
+
+        def padded(flat, longest=longest):
+            return lambda x: jnp.concatenate([flat(x), jnp.zeros(longest - flat(x).shape[0], x.dtype)])
+
+        fns = [padded(_flat_residuals(p)) for p in group]
+        r = lambda x, k, fns=fns: lax.switch(k, fns, x)  # noqa: E731
+        out.update({p.name: (r, (jnp.int32(k),), _residual_count(p)) for k, p in enumerate(group)})
+    return out
+
+
+SHARED = _shared_residuals(MGH_PROBLEMS)
+
+
 @functools.cache
 def _ours(name, solver=LM, dtype=jnp.float64):
-    p = BY_NAME[name]
-    return jm.least_squares(p.fn.residuals, jnp.asarray(p.x0, dtype), solver)
+    """The solve of the table: problem `name`'s residuals as its group's (`SHARED`)."""
+    r, args, _ = SHARED[name]
+    return jm.least_squares(r, jnp.asarray(BY_NAME[name].x0, dtype), solver, args=args)
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
@@ -62,10 +95,13 @@ def test_mgh_table_against_published_optima_and_scipy_lm(name):
     assert int(sol.status) == jm.Status.CONVERGED, sol.message
     f = 2 * float(sol.fun)
     assert _reached(p, f, 1e-5), (f, p.f_star)
-    # the residuals and Jacobian at the solution are the state's
+    # the residuals and Jacobian at the solution are the state's (the problem's own, then
+    # the group's zero padding)
+    m = SHARED[name][2]
     np.testing.assert_allclose(sol.fun, p.fn(sol.x) / 2, rtol=1e-10, atol=1e-18)
-    np.testing.assert_allclose(sol.state.residuals, _flat_residuals(p)(sol.x), rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(sol.state.jac, jax.jacfwd(_flat_residuals(p))(sol.x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(sol.state.residuals[:m], _flat_residuals(p)(sol.x), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(sol.state.jac[:m], jax.jacfwd(_flat_residuals(p))(sol.x), rtol=1e-10, atol=1e-12)
+    assert not np.any(sol.state.residuals[m:]) and not np.any(sol.state.jac[m:])
     np.testing.assert_allclose(sol.grad, sol.state.jac.T @ sol.state.residuals, rtol=1e-10, atol=1e-14)
     if int(sol.reason) == jm.Reason.GTOL:
         assert float(jnp.max(jnp.abs(sol.grad))) <= LM.gtol
@@ -90,7 +126,8 @@ def test_median_evaluations_at_most_scipy_lm():
 @pytest.mark.parametrize("name", ["rosenbrock", "helical_valley", "bard", "kowalik_osborne", "osborne1", "watson6"])
 def test_gauss_newton_on_mgh_problems(name):
     p = BY_NAME[name]
-    sol = jm.least_squares(p.fn.residuals, jnp.asarray(p.x0), jm.GaussNewton(), max_steps=2000)
+    r, args, _ = SHARED[name]
+    sol = jm.least_squares(r, jnp.asarray(p.x0), jm.GaussNewton(), args=args, max_steps=2000)
     assert int(sol.status) == jm.Status.CONVERGED, sol.message
     assert _reached(p, 2 * float(sol.fun), 1e-5), (2 * float(sol.fun), p.f_star)
 
