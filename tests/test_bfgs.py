@@ -13,7 +13,7 @@ import jaxmin as jm
 from helpers import TraceCounter, max_abs
 from jaxmin.solvers._bfgs import bfgs_update
 import verdict_table
-from problems import PROBLEMS
+from problems import PROBLEMS, shared
 
 SOLVABLE = [p for p in PROBLEMS if not p.hard]
 GTOL = 1e-6
@@ -50,10 +50,16 @@ def test_first_step_is_steepest_descent_with_identity_capped_at_unit_length(x0, 
 
 
 @functools.cache
+def _value_and_grad(fn):
+    return jax.jit(jax.value_and_grad(fn))
+
+
+@functools.cache
 def _scipy(name):
     p = next(q for q in PROBLEMS if q.name == name)
-    vg = jax.jit(jax.value_and_grad(lambda x: p.fn(x, *p.args)))
-    fun = lambda x: tuple(np.asarray(v, np.float64) for v in vg(jnp.asarray(x)))
+    fn, args = shared(p)
+    vg = _value_and_grad(fn)
+    fun = lambda x: tuple(np.asarray(v, np.float64) for v in vg(jnp.asarray(x), *args))
     return scipy.optimize.minimize(fun, p.x0, jac=True, method="BFGS",
                                    options=dict(gtol=GTOL_FOR.get(name, GTOL), maxiter=5000))
 
@@ -65,8 +71,9 @@ def _reached(p, f) -> bool:
 @pytest.mark.parametrize("problem", SOLVABLE, ids=lambda p: p.name)
 def test_mgh_table_against_scipy_bfgs(problem):
     gtol = GTOL_FOR.get(problem.name, GTOL)
-    sol = jm.minimize(problem.fn, jnp.asarray(problem.x0), jm.BFGS(gtol=gtol), args=problem.args,
-                      max_steps=5000)
+    # the problems of one dimension share one objective, so one compiled solve (`problems.shared`)
+    fn, args = shared(problem)
+    sol = jm.minimize(fn, jnp.asarray(problem.x0), jm.BFGS(gtol=gtol), args=args, max_steps=5000)
     assert int(sol.status) == jm.Status.CONVERGED, sol.message
     assert _reached(problem, float(sol.fun)), (float(sol.fun), problem.f_star)
     if int(sol.reason) == jm.Reason.GTOL:
