@@ -23,10 +23,13 @@ class Status(enum.IntEnum):
       progress. Raise `max_steps`, or resume exactly where it stopped with
       `minimize(fn, sol.x, solver, args, warm_start=sol)`.
     - `LINESEARCH_FAILED` (2): no step along a descent direction decreased f although
-      the decrease the model predicts stands well above f's rounding: the objective
-      is non-smooth there, or its gradient is wrong. Check the gradient
-      (`jm.testing.check_optimality` compares it with finite differences), or try
-      another line search.
+      the decrease the model predicts stands well above f's rounding (taken as
+      `eps |f|`): the objective is non-smooth there, or its gradient is wrong, or f is
+      computed with cancellation (large terms summing to a much smaller f, as in an
+      ill-conditioned quadratic `x.Ax/2 - b.x`), so that its rounding is far larger.
+      Check the gradient (`jm.testing.check_derivatives` compares it with finite
+      differences), or try another line search; for cancellation, reformulate f (a
+      sum of squares of residuals) or rescale x.
     - `STAGNATED` (3): f stopped decreasing (to its rounding) while the gradient is
       still far from small: the problem is badly scaled or too ill-conditioned for
       the dtype, or the iterates hover (a fixed step too long to settle, SQP's KKT
@@ -133,9 +136,12 @@ REASON_MESSAGES = {
     ),
     Reason.LINESEARCH: (
         "The line search failed, also from the safest direction: no step decreased f "
-        "although the decrease the model predicts stands well above f's rounding. The "
-        "objective may be non-smooth there or its gradient wrong; check the gradient, "
-        "try another line search, or use `verbose=True`."
+        "although the decrease the model predicts stands well above f's rounding (eps |f|). "
+        "The objective may be non-smooth there or its gradient wrong (check the gradient, "
+        "try another line search, or use `verbose=True`), or f may be computed with "
+        "cancellation (large terms summing to a much smaller f, as in an ill-conditioned "
+        "quadratic), which rounds far above eps |f|: then reformulate f (e.g. as a sum of "
+        "squares) or rescale x."
     ),
     Reason.STALLED: (
         "Stagnated: f stopped decreasing (to its rounding) while the optimality measure "

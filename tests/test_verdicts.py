@@ -51,6 +51,23 @@ def test_meyer_float32_stall_is_a_failure_with_fitting_advice():
     assert "gtol" not in sol.message and "float64" not in sol.message
 
 
+def test_search_failure_from_cancellation_in_f_says_so():
+    # x.Ax/2 - b.x with condition 1e6, float64: terms of ~1e5 cancel in A x, so f rounds
+    # near 1e-10, far above eps |f|, and no step decreases it beyond max|g| ~ 2e-4
+    # (SciPy's L-BFGS-B stops at the same place): x is then as accurate as f resolves
+    # along A's least eigenvector, sqrt(2 rounding / lambda_min) ~ 1e-5
+    n, rng = 20, np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = q @ np.diag(np.logspace(0, 6, n)) @ q.T
+    b = rng.standard_normal(n)
+    quadratic = lambda x, a, b: 0.5 * x @ a @ x - b @ x
+    sol = jm.minimize(quadratic, jnp.zeros(n), jm.LBFGS(gtol=1e-6), args=(jnp.asarray(a), jnp.asarray(b)),
+                      max_steps=5000)
+    assert int(sol.status) == jm.Status.LINESEARCH_FAILED, sol.message
+    assert "cancellation" in sol.message and "sum of squares" in sol.message
+    np.testing.assert_allclose(sol.x, np.linalg.solve(a, b), atol=1e-4)
+
+
 def _rosenbrock(x, a):
     return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (a - x[:-1]) ** 2)
 
