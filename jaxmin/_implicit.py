@@ -17,7 +17,6 @@ from ._constraints import Constraints
 from ._loop import run_solver
 from ._solution import Status
 from ._typing import Vector
-from .linear import CG
 
 
 def solve_implicit(solver, fn, x0: Vector, args: tuple, max_steps, monitor, linear_solver,
@@ -74,9 +73,8 @@ def _argmin_jvp(primals, tangents, *, x0, solver, max_steps, monitor, linear_sol
     # d/dtheta of f and of the residual at fixed z, along the input tangents
     _, (df, dr) = eqx.filter_jvp(f_and_residual, primals, tangents)
     _, jacobian = jax.linearize(lambda z: residual(z, fn, args, constraints), z)
-    if isinstance(linear_solver, CG) and isinstance(linear_solver.preconditioner, str):
-        # "solver": the inverse-Hessian approximation of the final state, if it holds one
-        linear_solver = dataclasses.replace(linear_solver, preconditioner=solver.implicit_preconditioner(state))
+    # e.g. `CG(preconditioner="solver")`: the final state's inverse-Hessian approximation
+    linear_solver = linear_solver.with_solver_preconditioner(solver.implicit_preconditioner(state))
     dz = _solve_checked(linear_solver, jacobian, -dr.astype(z.dtype), throw)
     dx = dz[: x.shape[0]]
     if throw:

@@ -48,6 +48,14 @@ class AbstractLinearSolver(eqx.Module):
     def solve(self, matvec: MatVec, b: Vector) -> LinearResult:
         """Solve `A x = b` for the linear operator `matvec(v) = A v` on flat vectors `b`."""
 
+    def with_solver_preconditioner(self, precondition) -> "AbstractLinearSolver":
+        """For solver authors: this solver as the implicit rule uses it, given the
+        minimiser's own preconditioner `precondition` (`v -> M^-1 v`, or `None`; see
+        `AbstractSolver.implicit_preconditioner`). Itself, unless it asked for that
+        preconditioner (`CG(preconditioner="solver")`)."""
+        del precondition
+        return self
+
 
 def check_rhs(solver: AbstractLinearSolver, b: Vector) -> None:
     """Raise at trace time unless `b` is a flat floating vector."""

@@ -6,6 +6,7 @@ residual `z = M^{-1} r`, direction `p`, step `alpha`, `beta`. Both solvers start
 `x = 0`, so the first direction is `M^{-1} b`.
 """
 
+import dataclasses
 from typing import Callable, ClassVar, Optional, Union
 
 import equinox as eqx
@@ -187,6 +188,11 @@ class CG(AbstractLinearSolver):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and value < 0:
                 raise ValueError(f"`CG({name}=...)` must be non-negative.")
+
+    def with_solver_preconditioner(self, precondition) -> "CG":
+        if self.preconditioner != "solver":
+            return self
+        return dataclasses.replace(self, preconditioner=precondition)
 
     def solve(self, matvec: MatVec, b: Vector) -> LinearResult:
         check_rhs(self, b)
