@@ -71,7 +71,8 @@ class Reason(enum.IntEnum):
     - `LINESEARCH` (5, `LINESEARCH_FAILED`): no decrease found although one is
       predicted well above rounding.
     - `STALLED` (6, `STAGNATED`): f stopped decreasing while the gradient is far from
-      small.
+      small, or while an accurate Newton model still predicts a decrease above f's
+      rounding (`NewtonCG`).
     - `HOVERING` (7, `STAGNATED`): no progress over many steps (fixed steps, SQP).
     - `CONSTRAINTS_STALLED` (8, `STAGNATED`): the violation, above `ctol`, stopped
       improving.
@@ -145,7 +146,9 @@ REASON_MESSAGES = {
     ),
     Reason.STALLED: (
         "Stagnated: f stopped decreasing (to its rounding) while the optimality measure "
-        "({measure} = {opt:.3g} at f = {f:.3g}) is far above its precision level. The "
+        "({measure} = {opt:.3g} at f = {f:.3g}) is far above its precision level, or "
+        "while the Newton model (`NewtonCG`) still predicts a decrease well above f's "
+        "rounding along a direction too flat for the dtype to follow. The "
         "problem is badly scaled or too ill-conditioned{for_dtype}: rescale x (and f) to "
         "order 1, or try `jm.NewtonCG`."
     ),
@@ -305,7 +308,22 @@ def describe(reason: Reason, sol: "Solution") -> str:
         for_dtype=f" for {dtype.name}",
         or_float64=", or solve in float64" if dtype == np.float32 else "",
     )
-    return REASON_MESSAGES[reason].format(**values)
+    template = REASON_MESSAGES[reason]
+    if reason == Reason.STALLED and hasattr(state, "violation"):
+        template = _CONSTRAINED_STALL
+    return template.format(**values)
+
+
+# STALLED for a constrained solver (SQP): no Newton model; degenerate constraints are a
+# likelier cause than scaling (HS13: dependent active gradients, no multipliers)
+_CONSTRAINED_STALL = (
+    "Stagnated: the merit function stopped decreasing (to its rounding) while the KKT "
+    "residual ({measure} = {opt:.3g} at f = {f:.3g}) is far above its precision level. "
+    "Either the active constraints' gradients are (nearly) dependent at x, so that no "
+    "multipliers exist there (check for redundant or degenerate constraints, e.g. "
+    "`g(x) >= 0` written as `g(x)**2 >= 0`, and reformulate), or the problem is badly "
+    "scaled{for_dtype} (rescale x, f and the constraints to order 1)."
+)
 
 
 def make_solution(solver, x, state, num_steps, status, reason, unravel=lambda v: v, aux=None,

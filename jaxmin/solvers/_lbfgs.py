@@ -1,4 +1,5 @@
-"""Limited-memory BFGS (Nocedal & Wright, Alg. 7.4-7.5).
+"""Limited-memory BFGS (Nocedal & Wright, Alg. 7.4-7.5), with first-order stops
+certified by an accurate Newton step (see `LBFGS`).
 
 Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - g`,
 `rho = 1 / s.y`; initial inverse-Hessian scale `gamma`.
@@ -7,18 +8,21 @@ Notation: `x, f, g`; direction `p`; step `alpha`; pairs `s = x+ - x`, `y = g+ - 
 from typing import Optional
 
 import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
 from .._constraints import Constraints
 from .._misc import eps
+from .._solution import Reason
 from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, MoreThuente, Zoom
 from ._base import AbstractSolver, AbstractState
 from ._lbfgsb import LBFGSB
 from ._search import check_options, search_step, start_point
-from ._stopping import keep_reason
+from ._stopping import certified_end, keep_reason
+from ._trust_cg import accurate_newton_direction
 
 
 class _LBFGSState(AbstractState):
@@ -33,6 +37,7 @@ class _LBFGSState(AbstractState):
     k: Int[Array, ""]  # pairs stored since the last reset
     gamma: Scalar
     flat_steps: Int[Array, ""]  # consecutive steps that left f unchanged
+    pending: Int[Array, ""]  # FTOL/PRECISION met: this step certifies it (RUNNING: none)
     # bookkeeping
     reason: Int[Array, ""]
     alpha: Scalar
@@ -69,6 +74,26 @@ def _no_bounds(constraints: Constraints | None) -> None:
         raise ValueError("`LBFGS` takes no bounds: use `jm.LBFGSB`, or `jm.LBFGS().with_bounds()`.")
 
 
+def _hessian_product(fn, x, args):
+    """`v -> H(x) v` by reverse over reverse (any `fn` L-BFGS can differentiate once,
+    `custom_vjp` included), or `None` where `fn` cannot be differentiated twice (e.g. a
+    `pure_callback` inside a `custom_vjp`): the solve then ends on its first-order tests
+    alone, uncertified."""
+    product = lambda v: jax.grad(lambda z: jnp.vdot(jax.grad(fn)(z, *args), v))(x)  # noqa: E731
+    try:
+        jax.eval_shape(product, x)
+    except Exception:  # (JAX raises ValueError, TypeError or NotImplementedError here)
+        return None
+    return product
+
+
+def _unmoved(x, f, g, step):
+    """`step` replaced by staying at `(x, f, g)`: a certified stop takes no step."""
+    zero = jnp.zeros((), jnp.int32)
+    return eqx.tree_at(lambda s: (s.x, s.f, s.g, s.alpha, s.ls_evals, s.failed, s.flat_steps),
+                       step, (x, f, g, jnp.zeros_like(step.alpha), zero, jnp.array(False), step.flat_steps))
+
+
 class LBFGS(AbstractSolver[_LBFGSState]):
     """Limited-memory BFGS with a line search (Nocedal & Wright, Alg. 7.4-7.5).
 
@@ -96,6 +121,19 @@ class LBFGS(AbstractSolver[_LBFGSState]):
     ends the solve, judged by the stopping rules of `solvers/_stopping.py`: converged
     at the attainable precision where the gradient is at the level f's precision
     allows, else `STAGNATED`, `NONFINITE` or `LINESEARCH_FAILED`.
+
+    Those first-order tests cannot tell a minimum from a saddle point, nor from the
+    floor of a valley too flat for the dtype (the L-BFGS model is positive definite and
+    never samples such a direction). So before ending on the `FTOL` or `PRECISION`
+    test the solve takes one certifying step, the accurate Newton step of
+    `NewtonCG` (CG on Hessian-vector products, reverse over reverse; counted in
+    `sol.num_hvp_evals`): it ends, converged, only where the Newton decrement is lost
+    in f's rounding and CG met no negative curvature; otherwise it steps along the
+    Newton step or the negative curvature (leaving a saddle, Moré & Sorensen 1979;
+    Royer & Wright 2018) and carries on, and a step that then fails with the decrease
+    still predicted above f's rounding ends `STAGNATED` (rescale, or solve in
+    float64). The certificate costs a few Hessian-vector products at the end of a
+    solve, and none where it ends on `gtol`.
 
     **Arguments:**
 
@@ -165,7 +203,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             f=f, g=g,
             s_hist=jnp.zeros((m, n), x.dtype), y_hist=jnp.zeros((m, n), x.dtype),
             rho=jnp.zeros(m, x.dtype), k=jnp.array(0, jnp.int32), gamma=zero,
-            flat_steps=jnp.array(0, jnp.int32), reason=reason,
+            flat_steps=jnp.array(0, jnp.int32), pending=jnp.array(0, jnp.int32), reason=reason,
             alpha=zero, ls_evals=jnp.array(0, jnp.int32),
             num_fun_evals=jnp.array(1, jnp.int32), num_hvp_evals=jnp.array(0, jnp.int32),
         )
@@ -184,9 +222,22 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         rho = jnp.where(descent, state.rho, 0.0)
 
         predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
+        # a first-order stop to certify: one accurate Newton step (see the class docstring)
+        hessian_product = _hessian_product(fn, x, args)
+        certify = (state.pending != Reason.RUNNING) & (hessian_product is not None)
+        products = jnp.array(0, jnp.int32)
+        if hessian_product is not None:
+            q, products, q_predicted = accurate_newton_direction(hessian_product, g, certify)
+            certify_along = certify & (q_predicted > 0)  # (NaN: the L-BFGS step instead)
+            p, predicted = jnp.where(certify_along, q, p), jnp.where(certify, q_predicted, predicted)
         # a failure resets the memory: the retry is steepest descent, unless it was one
         step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
-                           retry_possible=k > 0, ftol=self.tolerance_ftol(x))
+                           retry_possible=(k > 0) & ~certify, ftol=self.tolerance_ftol(x),
+                           model_exact=certify)
+        reason, pending = step.reason, state.pending
+        if hessian_product is not None:
+            certified, reason, pending = certified_end(state.pending, predicted, f, x, step.reason)
+            step = jax.tree.map(lambda old, new: jnp.where(certified, old, new), _unmoved(x, f, g, step), step)
         s, y = step.x - x, step.g - g
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
 
@@ -205,9 +256,10 @@ class LBFGS(AbstractSolver[_LBFGSState]):
             k=jnp.where(step.failed, 0, k + store.astype(jnp.int32)),
             gamma=jnp.where(store, sy / yy, state.gamma),
             flat_steps=step.flat_steps,
-            reason=keep_reason(state.reason, step.reason),
+            pending=pending,
+            reason=keep_reason(state.reason, reason),
             alpha=step.alpha, ls_evals=step.ls_evals,
             num_fun_evals=state.num_fun_evals + step.ls_evals,
-            num_hvp_evals=state.num_hvp_evals,
+            num_hvp_evals=state.num_hvp_evals + products,
         )
         return step.x, new_state

@@ -50,12 +50,14 @@ def search_step(
     flat_steps: Int[Array, ""],
     retry_possible: Bool[Array, ""],
     ftol: Array,
+    model_exact: Bool[Array, ""] = False,
 ) -> SearchStep:
     """Search along the descent direction `p` from `x` and accept any decrease.
 
     `predicted` is the decrease the solver's model expects from a full step (`inf`
     where it has none); `retry_possible` says whether a failure can be retried from a
-    safer direction (see `_stopping.end_step`).
+    safer direction; `model_exact` that `predicted` is an accurate Newton decrement
+    (see `_stopping.end_step`).
     """
     f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
     ls = linesearch(f_and_g, x, p, f, g, 1.0)
@@ -68,6 +70,7 @@ def search_step(
         moved=jnp.where(accept, ls.alpha, 0.0) * max_norm(p), predicted=predicted,
         at_precision=max_norm(p) <= 100 * eps(x) * max_norm(x), retry_possible=retry_possible,
         trial_f=ls.f, optimality=relative_optimality(g_new, x_new), flat_steps=flat_steps, ftol=ftol,
+        model_exact=model_exact,
     )
     return SearchStep(
         x=x_new, f=f_new, g=g_new, alpha=ls.alpha, ls_evals=ls.num_evals,

@@ -18,6 +18,14 @@ Byrd, Lu & Nocedal 1997; the "acceptable level" idea of IPOPT, Wächter & Biegle
   and the relative gradient passes the guard: f is as accurate as the dtype allows,
   so `gtol` lies below what it resolves.
 
+The guard is first-order: where the Hessian is nearly singular or indefinite a gradient
+at its rounding noise does not make a minimum. A solver with second-order information
+(`NewtonCG`) certifies an `FTOL` or `PRECISION` stop with one accurate Newton step: the
+Newton decrement (Boyd & Vandenberghe 2004 §9.5.1) must be lost in f's rounding
+(`lost_in_rounding`) and CG must meet no negative curvature; where the step it then
+takes fails with the decrease still predicted above the rounding, `end_step` (given
+`model_exact`) ends the solve `STAGNATED`, never `PRECISION`.
+
 The guard is Dennis & Schnabel's relative gradient (§7.2) against GMW's U3 tolerance:
 `max_i |g_i| max(|x_i|, 1) <= ftol^(1/3) max(|f|, 1)` (the KKT residual in place of
 `g` with constraints). `ftol` defaults to `eps / 4` of the solve's dtype ("f unchanged
@@ -86,6 +94,13 @@ def at_precision_level(relative: Scalar, f: Scalar, ftol: Array) -> Bool[Array, 
     return relative <= jnp.cbrt(ftol) * jnp.maximum(jnp.abs(f), 1.0)
 
 
+def lost_in_rounding(predicted: Scalar, f: Scalar, like: Array) -> Bool[Array, ""]:
+    """The decrease a model predicts is lost in f's rounding: `|predicted| / 25 <=
+    4 eps max(|f|, 1)` (on f's scale, at least 1: GMW's `1 + |f|`; a margin of 25,
+    since a decrease must stand out of f's noise to pass a sufficient-decrease test)."""
+    return jnp.abs(predicted) / 25 <= 4 * eps(like) * jnp.maximum(jnp.abs(f), 1.0)
+
+
 def start_reason(finite: Bool[Array, ""]) -> Int[Array, ""]:
     """`RUNNING`, or `NONFINITE_START` where x0, f or g is NaN/inf."""
     return jnp.where(finite, Reason.RUNNING, Reason.NONFINITE_START).astype(jnp.int32)
@@ -125,6 +140,7 @@ def end_step(
     optimality: Scalar,
     flat_steps: Int[Array, ""],
     ftol: Array,
+    model_exact: Bool[Array, ""] = False,
 ) -> StepEnd:
     """Decide how a line-search step ended and whether the solve ends.
 
@@ -135,7 +151,10 @@ def end_step(
     within ~100 rounding errors of x; `retry_possible`: a failure can be retried from
     a safer direction (e.g. L-BFGS with memory retries along steepest descent);
     `trial_f`: f at the search's last trial (NaN/inf there tells a failure why);
-    `optimality`: the relative optimality (`relative_optimality`) at the kept iterate.
+    `optimality`: the relative optimality (`relative_optimality`) at the kept iterate;
+    `model_exact`: `predicted` comes from an accurately solved second-order model (the
+    Newton decrement), so a failed search whose prediction stands above f's rounding is
+    a failure even where the relative gradient passes the guard (see `lost_in_rounding`).
     """
     f_flat = below_precision(f_new - f, f, x)
     x_flat = moved <= 4 * eps(x) * max_norm(x)
@@ -143,14 +162,16 @@ def end_step(
     flat_steps = jnp.where(accepted & f_flat, flat_steps + 1, 0)
     stop = (failed & (~retry_possible | at_precision)) | (flat_steps >= MAX_FLAT_STEPS)
 
-    # a failure whose predicted decrease was lost in f's rounding (on f's scale, at
-    # least 1: GMW's 1 + |f|) is precision, not the search (a margin of 25: a decrease
-    # must stand out of f's noise to pass a sufficient-decrease test)
-    lost = (jnp.abs(predicted) / 25 <= 4 * eps(x) * jnp.maximum(jnp.abs(f), 1.0)) | at_precision | accepted
+    # a failure whose predicted decrease was lost in f's rounding is precision, not the search
+    lost = lost_in_rounding(predicted, f, x) | at_precision | accepted
     # (a search that fails where the relative gradient is at the precision level is
-    # rounding at a solution too, not a kink or a wrong gradient)
-    searched = jnp.where(jnp.isfinite(trial_f), stall_reason(optimality, f_new, ftol, Reason.LINESEARCH),
-                         Reason.NONFINITE_STEP)
+    # rounding at a solution too, not a kink or a wrong gradient -- unless an accurate
+    # second-order model predicts a decrease above the rounding: then the gradient's
+    # size hides a flat direction the dtype cannot follow, and the solve has stalled)
+    guarded = jnp.where(model_exact, jnp.where(at_precision_level(optimality, f_new, ftol),
+                                               Reason.STALLED, Reason.LINESEARCH),
+                        stall_reason(optimality, f_new, ftol, Reason.LINESEARCH))
+    searched = jnp.where(jnp.isfinite(trial_f), guarded, Reason.NONFINITE_STEP)
     fail = jnp.where(
         trial_f == -jnp.inf, Reason.UNBOUNDED,
         jnp.where(lost, stall_reason(optimality, f_new, ftol), searched))
@@ -158,6 +179,21 @@ def end_step(
     ftol_met = small_decrease & at_precision_level(optimality, f_new, ftol)
     reason = jnp.where(stop, fail, jnp.where(ftol_met, Reason.FTOL, Reason.RUNNING))
     return StepEnd(failed=failed, flat_steps=flat_steps, reason=reason.astype(jnp.int32))
+
+
+def certified_end(pending: Int[Array, ""], predicted: Scalar, f: Scalar, x: Vector,
+                  step_reason: Int[Array, ""]) -> tuple[Bool[Array, ""], Int[Array, ""], Int[Array, ""]]:
+    """`(certified, reason, pending)` for a solver that certifies first-order stops
+    with an accurate Newton step (see the module docstring): `pending` is the `FTOL` or
+    `PRECISION` reason the last step met (`RUNNING`: none), and this step, whose model
+    predicted `predicted` from `(x, f)`, certifies it where that is lost in f's rounding
+    (the solve then ends with `pending` and the step is not taken); a first-order stop
+    this step meets becomes the new `pending` instead of ending the solve."""
+    certified = (pending != Reason.RUNNING) & lost_in_rounding(predicted, f, x)
+    first_order = (step_reason == Reason.FTOL) | (step_reason == Reason.PRECISION)
+    reason = jnp.where(certified, pending, jnp.where(first_order, Reason.RUNNING, step_reason))
+    new_pending = jnp.where(first_order & ~certified, step_reason, Reason.RUNNING)
+    return certified, reason.astype(jnp.int32), new_pending.astype(jnp.int32)
 
 
 def keep_reason(old: Int[Array, ""], new: Int[Array, ""]) -> Int[Array, ""]:

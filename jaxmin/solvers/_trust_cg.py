@@ -1,7 +1,9 @@
 """Steihaug's truncated CG for a trust-region subproblem (Steihaug 1983; Nocedal &
 Wright, Alg. 7.2): `min g.p + p.B p / 2` subject to `|p| <= delta`, matrix-free.
 
-Used by the matrix-free `LevenbergMarquardt` with `B = J^T J`.
+Used by the matrix-free `LevenbergMarquardt` with `B = J^T J`, and by `NewtonCG` to
+certify a minimum (with `delta = inf`: an accurate Newton step, or the direction of
+non-positive curvature CG met, N&W §7.1).
 Notation (N&W §7.1): iterate `z`, model gradient `r = B z + g`, direction `d`.
 """
 
@@ -10,16 +12,21 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
 
+from .._misc import eps
 from .._typing import Vector
 
 
 class TrustCGResult(eqx.Module):
     """`p`: the step; `on_boundary`: `|p| = delta` (the region bound the step);
-    `num_steps`: products with `B`."""
+    `num_steps`: products with `B`; `curvature`: `d.B d / d.d` along the last CG
+    direction `d` (non-positive where CG stopped there: `d` is then a direction of
+    non-positive curvature, N&W §7.1)."""
 
     p: Vector
     on_boundary: Bool[Array, ""]
     num_steps: Int[Array, ""]
+    direction: Vector
+    curvature: Scalar
 
 
 class _State(eqx.Module):
@@ -30,6 +37,8 @@ class _State(eqx.Module):
     num_steps: Int[Array, ""]
     done: Bool[Array, ""]
     on_boundary: Bool[Array, ""]
+    curved_d: Vector  # the last direction searched, and its curvature d.B d / d.d
+    curvature: Scalar
 
 
 def _to_boundary(z: Vector, d: Vector, delta: Scalar) -> Vector:
@@ -40,10 +49,13 @@ def _to_boundary(z: Vector, d: Vector, delta: Scalar) -> Vector:
     return z + tau * d
 
 
-def steihaug_cg(matvec, g: Vector, delta: Scalar, max_steps: int, rtol: Scalar) -> TrustCGResult:
+def steihaug_cg(matvec, g: Vector, delta: Scalar, max_steps: int, rtol: Scalar,
+                active: Bool[Array, ""] = True) -> TrustCGResult:
     """Approximately minimise `g.p + p.B p / 2` in `|p| <= delta`: CG from `p = 0` that
     stops at the boundary, at non-positive curvature (then moving to the boundary),
-    at `|B p + g| <= rtol |g|`, or after `max_steps`."""
+    at `|B p + g| <= rtol |g|`, or after `max_steps`. With `active` false it takes no
+    step (`p = 0`): a masked call costs nothing where a `lax.cond` under `vmap` would
+    run the loop for every member."""
     gnorm = jnp.linalg.norm(g)
     tol = rtol * gnorm
 
@@ -62,10 +74,41 @@ def steihaug_cg(matvec, g: Vector, delta: Scalar, max_steps: int, rtol: Scalar) 
         z = jnp.where(outside, _to_boundary(s.z, s.d, delta), z_next)
         n = s.num_steps + 1
         done = outside | (jnp.sqrt(rr) <= tol) | (n >= max_steps)
-        return _State(z=z, r=r, d=d, rr=rr, num_steps=n, done=done, on_boundary=outside)
+        curvature = dBd / jnp.maximum(jnp.dot(s.d, s.d), jnp.finfo(g.dtype).tiny)
+        return _State(z=z, r=r, d=d, rr=rr, num_steps=n, done=done, on_boundary=outside,
+                      curved_d=s.d, curvature=curvature)
 
     zero = jnp.zeros_like(g)
     start = _State(z=zero, r=g, d=-g, rr=jnp.dot(g, g), num_steps=jnp.array(0, jnp.int32),
-                   done=~(gnorm > 0), on_boundary=jnp.array(False))
+                   done=~(gnorm > 0) | ~jnp.asarray(active), on_boundary=jnp.array(False),
+                   curved_d=zero, curvature=jnp.zeros((), g.dtype))
     s = lax.while_loop(cond, body, start)
-    return TrustCGResult(p=s.z, on_boundary=s.on_boundary, num_steps=s.num_steps)
+    return TrustCGResult(p=s.z, on_boundary=s.on_boundary, num_steps=s.num_steps,
+                         direction=s.curved_d, curvature=s.curvature)
+
+
+def accurate_newton_direction(matvec, g: Vector, active: Bool[Array, ""]):
+    """`(p, products, predicted)` for the certifying step: `H p = -g` solved by CG to
+    `sqrt(eps)` relative residual (Steihaug's CG with no radius), with `predicted` the
+    Newton decrement `-g.p / 2`; where CG meets curvature `d.H d <= 0` along a direction
+    `d`, `p` is `d` scaled to length `|d.H d| / |d|^2` with `g.p <= 0` (Royer & Wright
+    2018, Alg. 1) and `predicted` the model's decrease `-g.p - d.H d t^2 / 2` there.
+    Inactive (`active` false): `p = 0`, no products (a `lax.cond`: nothing runs)."""
+    def none(_):
+        return jnp.zeros_like(g), jnp.array(0, jnp.int32), jnp.zeros((), g.dtype)
+
+    return lax.cond(active, lambda _: _accurate_newton_direction(matvec, g, active), none, None)
+
+
+def _accurate_newton_direction(matvec, g: Vector, active):
+    # (a `vmap`ped cond runs both branches: `active` then masks the loop per member)
+    n = g.shape[0]
+    cg = steihaug_cg(matvec, g, jnp.asarray(jnp.inf, g.dtype), 10 * n, jnp.sqrt(eps(g)), active)
+    curved = cg.on_boundary
+    unit = cg.direction / jnp.maximum(jnp.linalg.norm(cg.direction), jnp.finfo(g.dtype).tiny)
+    unit = jnp.where(jnp.dot(g, unit) > 0, -unit, unit)
+    length = jnp.abs(cg.curvature)
+    along = length * unit
+    p = jnp.where(curved, along, cg.p)
+    predicted = jnp.where(curved, -jnp.dot(g, along) - 0.5 * cg.curvature * length**2, -0.5 * jnp.dot(g, cg.p))
+    return p, cg.num_steps, predicted
