@@ -263,3 +263,35 @@ def test_pdas_pinned_coordinate():
     assert r.solved
     np.testing.assert_allclose(r.d, [0.3, 0.3, -0.5])
     np.testing.assert_allclose(r.w, [0.3 - 1.0, 0.3 + 2.0, 0.0])
+
+
+# --------------------------------------------------------------------------- #
+# SQP's relaxed QP on constraint rows of very different scales
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("smallest, big", [(1e-6, 1e3), (1e-7, 5e3)])
+def test_relaxed_qp_badly_scaled_rows(smallest, big):
+    # HS106's trouble in miniature: rows of size 2.5e-3 next to one of size `big` that
+    # meets B's smallest eigenvalue, all active at the solution. Unscaled, the active
+    # set's Schur complement had diagonal entries 1e12 and 1e-5, and its relative
+    # ridge swamped the small rows: the QP's step missed the solution by 0.70 and 0.83
+    # (max-norm), reported solved. Equilibrated rows give the exact solution, built
+    # here from its KKT system.
+    from jaxmin.solvers._sqp_point import _Point
+    from jaxmin.solvers._sqp_subproblem import relaxed_qp
+
+    B = np.diag([smallest, 1.0, 1.0, 0.2])
+    J_in = np.array([[0.0, 2.5e-3, 2.5e-3, 0.0], [0.0, 0.0, 2.5e-3, -2.5e-3], [big, 0.0, 1.0, 833.0]])
+    p_star, lam_star = np.array([-1.0, -1.0, 0.5, 0.6]), np.array([400.0, 400.0, 1e-2])
+    g = -B @ p_star + J_in.T @ lam_star  # stationarity at (p_star, lam_star)
+    c_in = -J_in @ p_star  # every row active at p_star, and satisfied at p = 0
+    assert np.all(c_in >= 0)
+    pt = _Point(f=jnp.zeros(()), g=jnp.asarray(g), c_eq=jnp.zeros(0), J_eq=jnp.zeros((0, 4)),
+                c_in=jnp.asarray(c_in), J_in=jnp.asarray(J_in))
+    inf = jnp.full(4, jnp.inf)
+    qp = relaxed_qp(pt, jnp.asarray(B), jnp.zeros(4), -inf, inf, jnp.asarray(1.0), 0.0, None)
+    assert bool(qp.ok)
+    np.testing.assert_allclose(qp.p, p_star, rtol=1e-8)
+    np.testing.assert_allclose(qp.lam_in, lam_star, rtol=1e-6)
+    assert abs(float(qp.delta)) <= 1e-12

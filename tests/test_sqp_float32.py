@@ -3,7 +3,8 @@
 - The Hock-Schittkowski table in float32 with default settings, graded to float32
   accuracy against the published optima, next to SciPy SLSQP run in the test on the
   same float32 functions: SQP solves and says so on at least as many problems, with at
-  most 2 false failures and no false success away from a known KKT point.
+  most 2 false failures and no false success away from a KKT point (checked as one in
+  float64), but for the open case `FALSE_PRECISION`.
 - The simplex projection (n = 10 and 200, float32 and float64) converges in a few steps
   to the sort-based closed form.
 - Inconsistent constraints end INFEASIBLE from every start, in both dtypes, in few
@@ -30,16 +31,68 @@ import jaxmin as jm
 F32 = jnp.float32
 # float32 grading: f within 1e-5 (relative, at least absolute 1e-5), violation 1e-4
 F_TOL, V_TOL = 1e-5, 1e-4
-# Points other than the published optimum where a CONVERGED verdict is truthful:
-# - hs016, hs020: other local minima from the standard start (f = 23.1447, 40.1987);
-# - hs033: the first-order KKT point (0, 0, 2) (f = -4), a saddle;
-# - hs038: Wood's function's saddle near (-0.97, 0.95, -0.97, 0.94) (f = 7.8769), a
-#   first-order stationary point that float32 iterates reach and float64 ones pass;
-# - hs025: the start, where every residual's exponential underflows: |g| ~ 2e-8, below
-#   `gtol`, in both dtypes;
-# - hs013: LICQ fails at the minimiser (1, 0), where no multipliers exist: the
-#   iterates stall at an approximate KKT point on the cusp, f within 1e-2 of 1.
-OTHER_KKT = {"hs016": 23.1447, "hs020": 40.1987, "hs033": -4.0, "hs038": 7.8769, "hs025": 32.835, "hs013": 1.0}
+# Points other than the published optimum where a CONVERGED verdict is truthful: each
+# a first-order KKT point, checked in float64 at the float32 end point (`_kkt_error`:
+# least-squares multipliers of the active rows: stationarity, their signs and
+# complementarity, within `KKT_TOL`); the second-order picture (reduced Hessian of the
+# Lagrangian, measured) in brackets:
+# - hs016, hs020: other local minima from the standard start (f = 23.1447, 40.1987),
+#   vertices at x = (-0.5, 0.7071) and (-0.5, 0.8660): two active rows with independent
+#   gradients and positive multipliers (64.6, 23.8; 71.1, 191.3) [no free direction:
+#   strict local minima];
+# - hs033: the KKT point (0, 0, 2) (f = -4), multipliers 0.25 and 11, the bound on x1
+#   weakly active [reduced Hessian -0.5 along x1: a saddle];
+# - hs025: the start, where every residual's exponential is below 3.3e-9: |g| = 2e-8
+#   (in exact arithmetic, not rounding), below `gtol`, in both dtypes [Hessian
+#   eigenvalues within 1e-6 of 0: a plateau].
+# (hs013, LICQ failing at the minimiser (1, 0), used to be claimed at f = 1.006; it has
+# no KKT point there and now ends STAGNATED.)
+OTHER_KKT = {"hs016": 23.1447, "hs020": 40.1987, "hs033": -4.0, "hs025": 32.835}
+# CONVERGED verdicts that are false, left to the shared precision test of `_stopping`:
+# - hs038 (Wood's function): PRECISION at x = (-0.9727, 0.9564, -0.9647, 0.9420),
+#   f = 7.876954, 9e-3 from the saddle (-0.9680, 0.9471, -0.9695, 0.9512) and 1.3e-5
+#   below its f (7.876967): |g| = 1.3e-3 there, 100 times its float32 rounding (float32
+#   and float64 gradients agree to 1e-5), and f falls 2.4e-5 (25 times its rounding)
+#   0.01 along the Hessian's negative-curvature direction. Damped BFGS keeps B
+#   positive definite (eigenvalues 31 ... 6700), so the QP predicts a decrease of
+#   |g|^2 / 62 ~ 3e-8, below f's rounding, and the shared guard (relative KKT residual
+#   1.3e-3 <= (eps / 4)^(1/3) max(|f|, 1) = 0.024) passes it; LBFGS ends the same way
+#   on this function in float32. Float64 passes the saddle (f = 2e-17).
+FALSE_PRECISION = {"hs038"}
+KKT_TOL = 1e-5  # the relative float64 KKT error of a float32 end point at a KKT point
+
+
+def _kkt_error(p, x) -> float:
+    """The first-order KKT error at `x`, in float64: with the rows active within
+    `V_TOL` (equalities, inequalities and bounds, values `c_A`) and their least-squares
+    multipliers `lam` (`g = A^T lam`), the largest of the stationarity residual
+    `|g - A^T lam|`, the most negative inequality multiplier and the complementarity
+    `|lam_i c_i|`, relative to `max(1, |g|)`."""
+    x = jnp.asarray(np.asarray(x, np.float64))
+    g = np.asarray(jax.grad(p.fn)(x))
+    rows, signed, values_A = [], [], []
+    for c, is_eq in ((p.eq, True), (p.ineq, False)):
+        if c is not None:
+            values, jac = np.asarray(c(x)), np.asarray(jax.jacfwd(c)(x))
+            for value, row in zip(values, jac):
+                if is_eq or abs(value) <= V_TOL:
+                    rows.append(row)
+                    signed.append(not is_eq)
+                    values_A.append(value)
+    if p.bounds is not None:
+        for i, (lo, up) in enumerate(zip(*p.bounds)):
+            for gap, row in ((float(x[i]) - lo, np.eye(p.n)[i]), (up - float(x[i]), -np.eye(p.n)[i])):
+                if abs(gap) <= V_TOL:
+                    rows.append(row)
+                    signed.append(True)
+                    values_A.append(gap)
+    A = np.asarray(rows, np.float64).reshape(-1, p.n)
+    lam = np.linalg.lstsq(A.T, g, rcond=None)[0] if rows else np.zeros(0)
+    signed = np.asarray(signed, bool)
+    wrong_sign = max(0.0, -float(np.min(lam[signed], initial=0.0)))
+    complementarity = float(np.max(np.abs(lam * np.asarray(values_A, np.float64))[signed], initial=0.0))
+    scale = max(1.0, float(np.max(np.abs(g))))
+    return max(float(np.max(np.abs(g - A.T @ lam))), wrong_sign, complementarity) / scale
 
 
 def _grade(p, x):
@@ -82,7 +135,7 @@ def _slsqp(fns, k, p):
 
 @pytest.fixture(scope="module")
 def hs_float32():
-    """`{name: ((solved, converged, status, f), (solved, success, f))}`: SQP, SLSQP."""
+    """`{name: ((solved, converged, status, f, x), (solved, success, f))}`: SQP, SLSQP."""
     out = {}
     for group in groups(all_problems()):
         fns = {"fg": jax.jit(jax.value_and_grad(group.fn)),
@@ -97,7 +150,7 @@ def hs_float32():
             solved, f, _ = _grade(p, sol.x)
             ref = _slsqp(fns, k, p)
             ref_solved, ref_f, _ = _grade(p, ref.x)
-            out[p.name] = ((solved, bool(sol.success), jm.Status(int(sol.status)).name, f),
+            out[p.name] = ((solved, bool(sol.success), jm.Status(int(sol.status)).name, f, np.asarray(sol.x)),
                            (ref_solved, bool(ref.success), ref_f))
     return out
 
@@ -109,13 +162,21 @@ def test_hs_float32_versus_slsqp(hs_float32):
     false_successes = {n: r[3] for n, (r, _) in hs_float32.items() if r[1] and not r[0]}
     print(f"\nfloat32 HS problems solved and reported so: jaxmin SQP {len(ours)}/{len(hs_float32)}, "
           f"SciPy SLSQP {len(theirs)}; SQP false failures {false_failures}, false successes {false_successes}")
-    # measured: SQP 58 (of 64), SLSQP 54; no false failure
+    # measured: SQP 60 (of 67), SLSQP 56 (before per-constraint penalties: 59); no false
+    # failure
     assert len(ours) >= len(theirs)
     assert len(false_failures) <= 2, false_failures
-    # a CONVERGED verdict away from the published optimum only at a known KKT point
+    # a CONVERGED verdict away from the published optimum only at a known KKT point,
+    # checked as one in float64 (FALSE_PRECISION: the open exceptions, still not KKT)
+    problems = {p.name: p for p in all_problems()}
     for name, f in false_successes.items():
-        assert name in OTHER_KKT, (name, f)
-        assert abs(f - OTHER_KKT[name]) <= 1e-2 * max(1.0, abs(OTHER_KKT[name])), (name, f)
+        assert name in OTHER_KKT or name in FALSE_PRECISION, (name, f)
+        error = _kkt_error(problems[name], hs_float32[name][0][4])
+        if name in OTHER_KKT:
+            assert abs(f - OTHER_KKT[name]) <= 1e-2 * max(1.0, abs(OTHER_KKT[name])), (name, f)
+            assert error <= KKT_TOL, (name, error)
+        else:
+            assert error > KKT_TOL, (name, error)  # fixed? then move it to OTHER_KKT
 
 
 def test_hs_float32_never_infeasible(hs_float32):

@@ -4,7 +4,7 @@ Notation (N&W ch. 18): `x, f, g`; equality constraints `c_eq(x) = 0` with Jacobi
 `J_eq`, inequalities `c_in(x) >= 0` with `J_in`, bounds `lower <= x <= upper`;
 multipliers `lam_eq`, `lam_in >= 0` and `w = w_lower - w_upper` for the bounds, with
 `g = J_eq^T lam_eq + J_in^T lam_in + w` at a KKT point; Hessian approximation `B`;
-step `p`; relaxation variable `delta`; merit penalty `nu`.
+step `p`; relaxation variable `delta`; merit penalties `nu` (one per constraint).
 
 One step (`SQP.step`) reads top to bottom: the Hessian, the QP step
 (`_sqp_subproblem.relaxed_qp`), the penalty update (`penalty_update`), the
@@ -27,7 +27,9 @@ from ..linear import Lineax
 from ..linesearch import Backtracking
 from ._base import AbstractSolver
 from ._lagrangian import lagrangian_hessian
-from ._sqp_point import bounds_of, evaluate, kkt_residual, lagrangian_grad, violation_l1, violation_l2, violation_max
+from ._sqp_point import (
+    bounds_of, evaluate, kkt_residual, lagrangian_grad, violation_l1, violation_l2, violation_max, violation_terms,
+)
 from ._sqp_search import merit_search
 from ._sqp_state import _Phase, _SQPState, _Watch, pack_kkt, unpack_kkt
 from ._sqp_step import (
@@ -73,9 +75,10 @@ class SQP(AbstractSolver[_SQPState]):
 
     Each iteration solves a QP in the step `p`, built from the gradient, the
     linearised constraints and a quasi-Newton Lagrangian Hessian `B`; then searches
-    along `p` on the merit function `f + nu (||c_eq||_1 + ||min(c_in, 0)||_1)`. The
-    QP solver: for `n < SMALL_QP` (32) the dual active-set method of Goldfarb &
-    Idnani (`_qp.py`, bounds as rows); above, the primal-dual active-set method
+    along `p` on the merit function `f + sum_i nu_i |c_i|` (`|min(c_i, 0)|` for an
+    inequality). The QP solver (its rows equilibrated, each scaled to unit size): for
+    `n < SMALL_QP` (32) the dual active-set method of Goldfarb & Idnani (`_qp.py`,
+    bounds as rows); above, the primal-dual active-set method
     (`_qp_pdas.py`): bounds as bounds (fixed coordinates eliminated), started from
     the previous step's active set, dense factors only of the free block and of the
     active general rows, with the dual method as its fallback.
@@ -83,8 +86,8 @@ class SQP(AbstractSolver[_SQPState]):
     - *Inconsistent linearisations* (e.g. from an infeasible start): the QP is Powell's
       relaxation (as in SLSQP/NLPQL), the constraint values scaled by `1 - delta` with
       `delta in [0, 1]` penalised by `weight delta + beta delta^2 / 2`, `weight =
-      rho (1 + nu) violation` (see `relaxed_qp`); `rho` grows 1000-fold whenever
-      `delta > 0.1`, to 1e10 in float64 and `1 / (1000 eps)` (8e3) in float32, where a
+      rho (violation + sum_i nu_i violation_i)` (see `relaxed_qp`); `rho` grows
+      1000-fold whenever `delta > 0.1`, to 1e10 in float64 and `1 / (1000 eps)` (8e3) in float32, where a
       larger weight leaves the QP's step to rounding.
     - *Feasibility restoration* (Fletcher & Leyffer 2002; Wächter & Biegler 2006
       §3.3): where the constraints are violated and the QP had to relax them, a
@@ -94,13 +97,16 @@ class SQP(AbstractSolver[_SQPState]):
       got under 1% of its length; restoration goes on until the squared violation has
       fallen by a fifth, and steps along `p` after it may not end above the squared
       violation it ended at (that point is in the filter).
-    - *Penalty*: `nu = max(1.01 t, (nu + t) / 2)` (Powell's update) for the target
-      `t = max|lam|`, or, when the QP was relaxed (`delta > 0`), `t = (g.p + p.B p / 2) /
-      ((1 - 0.5) (violation - linearised violation))` (N&W eq. 18.36); either makes `p` a
-      descent direction of the merit function.
+    - *Penalty*: one weight per constraint, `nu_i = max(1.01 |lam_i|, (nu_i + |lam_i|)
+      / 2)` (Powell 1978; SLSQP, Kraft 1988), which makes `p` a descent direction of the
+      merit function `f + sum_i nu_i violation_i`; a single weight `max|lam|` would
+      price a badly scaled constraint at a well scaled one's multiplier and let its
+      curvature cut every step (HS106). When the QP was relaxed (`delta > 0`) no
+      weight falls, and each rises to at least `(g.p + p.B p / 2) / ((1 - 0.5)
+      (violation - linearised violation))` (N&W eq. 18.36).
     - *Line search*: Armijo backtracking on the merit function with its directional
-      derivative `g.p - nu (violation - linearised violation)` (N&W eq. 18.29), each
-      step the safeguarded minimiser of a quadratic model (N&W §3.5). When the full
+      derivative `g.p - sum_i nu_i (violation_i - linearised violation_i)` (N&W eq.
+      18.29), each step the safeguarded minimiser of a quadratic model (N&W §3.5). When the full
       step fails, the second-order correction (N&W §15.6, Alg. 18.3) is tried once
       before backtracking: the Maratos-effect remedy.
     - *Hessian*: dense `n x n`, Powell's damped BFGS update of the Lagrangian Hessian
@@ -212,7 +218,7 @@ class SQP(AbstractSolver[_SQPState]):
             qp=QPStep(p=jnp.zeros(n, x.dtype), delta=zero, lam_eq=jnp.zeros(me, x.dtype), lam_in=jnp.zeros(mi, x.dtype),
                       w=jnp.zeros(n, x.dtype), active_in=jnp.zeros(mi, bool), active_lower=jnp.zeros(n, bool),
                       active_upper=jnp.zeros(n, bool), ok=no),
-            B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=zero, rho=jnp.array(10.0, x.dtype),
+            B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=jnp.zeros(me + mi, x.dtype), rho=jnp.array(10.0, x.dtype),
             kkt=inf, violation=violation, flat_steps=i0, unchanged=no,
             watch=_Watch(best_f=pt.f, best_violation=violation, best_v2=violation_l2(pt.c_eq, pt.c_in),
                          best_kkt=inf, since=i0),
@@ -233,7 +239,10 @@ class SQP(AbstractSolver[_SQPState]):
         # an infeasible stationary point (Byrd, Curtis & Nocedal 2010)
         infeasible_mode = phase.certified
         v0 = violation_l1(pt.c_eq, pt.c_in)
-        weight = jnp.where(infeasible_mode, 0.0, state.rho * (1.0 + state.nu) * v0)
+        # the relaxation's price: rho times the violation's worth in the merit function
+        # (each constraint's violation at its penalty, plus the violation itself)
+        worth = v0 + jnp.dot(state.nu, violation_terms(pt.c_eq, pt.c_in))
+        weight = jnp.where(infeasible_mode, 0.0, state.rho * worth)
         qp = relaxed_qp(pt, B0, x, lower, upper, weight, jnp.where(infeasible_mode, 1.0, 0.0), state.qp)
         nu, slope = penalty_update(pt, B0, qp, state.nu, v0, infeasible_mode, x)
         # no progress for SQP_PATIENCE steps (the infeasible phase, which only polishes
@@ -248,7 +257,8 @@ class SQP(AbstractSolver[_SQPState]):
         restore = plan.restore
         d, slope_ls = jnp.where(restore, plan.p, qp.p), jnp.where(restore, plan.slope, slope)
         noise_ls = jnp.where(restore, noise.v2, noise.merit)
-        merit = lambda q: jnp.where(restore, violation_l2(q.c_eq, q.c_in), q.f + nu * violation_l1(q.c_eq, q.c_in))
+        merit = lambda q: jnp.where(restore, violation_l2(q.c_eq, q.c_in),
+                                    q.f + jnp.dot(nu, violation_terms(q.c_eq, q.c_in)))
         phi0 = merit(pt)
         v2 = violation_l2(pt.c_eq, pt.c_in)
         v2_cap = jnp.where(phase.restoring & ~restore, jnp.minimum(phase.v2_cap, v2), phase.v2_cap)

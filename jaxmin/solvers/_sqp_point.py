@@ -59,9 +59,15 @@ def evaluate(fn, constraints, x: Vector, args: tuple) -> _Point:
     return _Point(f=f.astype(x.dtype), g=g, c_eq=c_eq, J_eq=J_eq, c_in=c_in, J_in=J_in)
 
 
+def violation_terms(c_eq, c_in) -> Vector:
+    """Each constraint's violation, `[|c_eq|, max(-c_in, 0)]`: the terms of the l1
+    violation, which the merit function weighs one by one."""
+    return jnp.concatenate([jnp.abs(c_eq), jnp.maximum(-c_in, 0.0)])
+
+
 def violation_l1(c_eq, c_in) -> Scalar:
     """The l1 constraint violation `||c_eq||_1 + ||min(c_in, 0)||_1`."""
-    return jnp.sum(jnp.abs(c_eq)) + jnp.sum(jnp.maximum(-c_in, 0.0))
+    return jnp.sum(violation_terms(c_eq, c_in))
 
 
 def violation_max(c_eq, c_in) -> Scalar:
@@ -101,13 +107,14 @@ def violation_floor(pt: _Point, x: Vector) -> Scalar:
     return 10 * eps(x) * jnp.maximum(max_norm(s_eq), max_norm(s_in))
 
 
-def merit_noise(pt: _Point, x: Vector, nu: Scalar) -> Scalar:
-    """The rounding error of the merit function `f + nu violation` at `x`: `eps` times
-    the magnitude of f's terms (`|f| + sum_j |g_j x_j|`, as for the constraints) plus
-    `nu` times the constraints' (`constraint_scales`)."""
+def merit_noise(pt: _Point, x: Vector, nu: Vector) -> Scalar:
+    """The rounding error of the merit function `f + sum_i nu_i violation_i` at `x`:
+    `eps` times the magnitude of f's terms (`|f| + sum_j |g_j x_j|`, as for the
+    constraints) plus the constraints' (`constraint_scales`), each weighted by its
+    `nu_i`."""
     s_eq, s_in = constraint_scales(pt, x)
     f_scale = jnp.abs(pt.f) + jnp.sum(jnp.abs(pt.g * x))
-    return eps(x) * (f_scale + nu * (jnp.sum(s_eq) + jnp.sum(s_in)))
+    return eps(x) * (f_scale + jnp.dot(nu, jnp.concatenate([s_eq, s_in])))
 
 
 def lagrangian_grad(pt: _Point, lam_eq, lam_in) -> Vector:

@@ -53,7 +53,7 @@ class _SQPState(AbstractState):
     # the damped-BFGS Lagrangian Hessian and the penalty parameters
     B: Float[Array, "n n"]
     num_updates: Int[Array, ""]
-    nu: Scalar
+    nu: Float[Array, " m"]  # one merit penalty per constraint, equalities first
     rho: Scalar
     # convergence measures at the current iterate
     kkt: Scalar

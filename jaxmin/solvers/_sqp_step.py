@@ -17,7 +17,7 @@ from .._typing import Vector
 from ._lagrangian import update_after_step
 from ._sqp_point import (
     _Point, constraint_scales, kkt_residual, lagrangian_grad, merit_noise, violated, violation_floor,
-    violation_l1, violation_l2,
+    violation_l2, violation_terms,
 )
 from ._sqp_state import _Phase, _SQPState, _Watch
 from ._sqp_subproblem import QPStep, feasibility_step
@@ -32,28 +32,39 @@ _MAX_FLAT_STEPS = 10
 
 
 def penalty_update(pt: _Point, B, qp: QPStep, nu_old, v0, infeasible_mode, x):
-    """The merit penalty `nu` and the merit function's directional derivative along
-    `p`, `g.p - nu (violation - linearised violation)` (N&W eq. 18.29; an upper bound
-    where `delta > 0`).
+    """The merit penalties `nu` (one per constraint, equalities first) and the merit
+    function's directional derivative along `p`, `g.p - sum_i nu_i (violation_i -
+    linearised violation_i)` (N&W eq. 18.29, weighted; an upper bound where
+    `delta > 0`).
 
-    The target is `max|lam|`, which makes `p` a descent direction where the linearised
-    constraints hold (`delta = 0`); in the relaxed QP (`delta > 0`) the multipliers
-    price the relaxation (they grow with its weight), so there N&W eq. 18.36 (sigma =
-    1, rho = 0.5) alone sets it. Powell's update (1978) lets `nu` fall back halfway
-    towards its target; in the infeasible phase the multipliers price keeping the
-    violation, and `nu` does not fall, lest the merit function let the violation grow.
+    Each constraint has its own weight, as in Powell (1978) and SLSQP (Kraft 1988,
+    §2.3): `nu_i = max(1.01 t_i, (nu_i + t_i) / 2)` for the target `t_i = |lam_i|`,
+    which makes `p` a descent direction where the linearised constraints hold
+    (`delta = 0`), falling back halfway towards it. One weight `max|lam|` for all
+    would price a badly scaled constraint (terms of 1e6, multiplier 1e-2) at the
+    multiplier of a well scaled one (1e4): its curvature then dominates the merit
+    function and the search cuts every step to nothing (HS106). In the relaxed QP
+    (`delta > 0`) the multipliers price the relaxation (they grow with its weight), so
+    there no `nu_i` falls, and each rises to at least the common requirement of N&W
+    eq. 18.36 (sigma = 1, rho = 0.5): were they to fall, the relaxation's weight,
+    built from them, would fall too, and the QP would relax ever more cheaply (HS106
+    stalled so at a violation of 8e-4). In the infeasible phase the multipliers price
+    keeping the violation, and no `nu_i` falls either, lest the merit function let
+    the violation grow.
     """
     p = qp.p
-    reduction = v0 - violation_l1(pt.c_eq + pt.J_eq @ p, pt.c_in + pt.J_in @ p)
+    reduction = violation_terms(pt.c_eq, pt.c_in) - violation_terms(pt.c_eq + pt.J_eq @ p, pt.c_in + pt.J_in @ p)
+    total = jnp.sum(reduction)
     gp, pBp = jnp.dot(pt.g, p), jnp.dot(p, B @ p)
-    has_reduction = reduction > 100 * eps(x) * (1.0 + v0)
-    nu_req = jnp.where(has_reduction, (gp + 0.5 * pBp) / (0.5 * jnp.where(has_reduction, reduction, 1.0)), 0.0)
+    has_reduction = total > 100 * eps(x) * (1.0 + v0)
+    nu_req = jnp.where(has_reduction, (gp + 0.5 * pBp) / (0.5 * jnp.where(has_reduction, total, 1.0)), 0.0)
     relaxed = qp.delta > 100 * eps(x)
-    lam_max = jnp.maximum(max_norm(qp.lam_eq), max_norm(qp.lam_in))
-    target = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam_max)
-    nu = jnp.minimum(jnp.maximum(1.01 * target, 0.5 * (nu_old + target)), _NU_MAX)
-    nu = jnp.where(infeasible_mode, jnp.minimum(jnp.maximum(nu_old, 1.01 * lam_max), _NU_MAX), nu)
-    return nu, jnp.minimum(gp - nu * reduction, 0.0)
+    lam = jnp.abs(jnp.concatenate([qp.lam_eq, qp.lam_in]))
+    powell = jnp.maximum(1.01 * lam, 0.5 * (nu_old + lam))
+    floor = jnp.where(relaxed, jnp.maximum(nu_req, 0.0), lam)
+    nu = jnp.where(relaxed | infeasible_mode, jnp.maximum(nu_old, 1.01 * floor), powell)
+    nu = jnp.minimum(nu, _NU_MAX)
+    return nu, jnp.minimum(gp - jnp.dot(nu, reduction), 0.0)
 
 
 class _Plan(eqx.Module):

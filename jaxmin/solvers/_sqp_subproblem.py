@@ -63,7 +63,8 @@ def relaxed_qp(pt: _Point, B, x, lower, upper, weight, delta_min, warm: QPStep) 
     started from the active sets of `warm`, the previous step's QP), falling back to the dual
     active-set method of Goldfarb & Idnani (`_qp.py`, bounds as rows) where it does
     not settle; problems with at most `SMALL_QP` unknowns go straight to the latter,
-    whose cost is negligible there.
+    whose cost is negligible there. Either sees the constraint rows equilibrated
+    (`_equilibrated`); the multipliers returned are those of the rows as given.
     """
     n, dtype = x.shape[0], x.dtype
     eye = jnp.eye(n, dtype=dtype)
@@ -80,6 +81,11 @@ def relaxed_qp(pt: _Point, B, x, lower, upper, weight, delta_min, warm: QPStep) 
     C = jnp.concatenate([jnp.concatenate([pt.J_eq, -pt.c_eq[:, None]], axis=1),
                          jnp.concatenate([pt.J_in, -jnp.minimum(pt.c_in, 0.0)[:, None]], axis=1)])
     b = jnp.concatenate([-pt.c_eq, -pt.c_in])
+    # each row scaled by a power of 2 near its gradient's largest entry (exact in
+    # floating point): constraints of very different scales (HS106: coefficients of
+    # 2.5e-3 next to 1e3) leave the active set's Schur complement so ill-conditioned
+    # that its ridge swamps the small rows, whose linearisations the QP then misses
+    C, b, row_scale = _equilibrated(C, b, n)
     lo = jnp.concatenate([lower - x, jnp.asarray(delta_min, dtype).reshape(1)])
     up = jnp.concatenate([upper - x, jnp.ones(1, dtype)])
     is_eq = jnp.arange(C.shape[0]) < pt.c_eq.shape[0]
@@ -92,7 +98,18 @@ def relaxed_qp(pt: _Point, B, x, lower, upper, weight, delta_min, warm: QPStep) 
                           at_upper=jnp.concatenate([warm.active_upper, jnp.zeros(1, bool)]))
         r = solve_qp_pdas(G, a, C, b, is_eq, lo, up, guess)
         d, lam, w, active = lax.cond(r.solved, lambda: (r.d, r.lam, r.w, r.active), dual)
-    return _step_of(d, lam, w, active, n, pt.c_eq.shape[0])
+    return _step_of(d, lam / row_scale, w, active, n, pt.c_eq.shape[0])
+
+
+def _equilibrated(C, b, n):
+    """`(C / r, b / r, r)` with `r_i` the power of 2 nearest the largest `|C_ij|`
+    over the unknowns `j < n` (1 for a row without gradient): row equilibration, so
+    that every constraint of the QP has unit scale (Golub & Van Loan 2013, §3.5.2);
+    the multipliers of the scaled rows are those of the original ones times `r`."""
+    size = jnp.max(jnp.abs(C[:, :n]), axis=1, initial=0.0)
+    usable = (size > 0) & jnp.isfinite(size)
+    r = jnp.where(usable, jnp.exp2(jnp.round(jnp.log2(jnp.where(usable, size, 1.0)))), 1.0)
+    return C / r[:, None], b / r, r
 
 
 def _dual_active_set(G, a, C, b, is_eq, lo, up):
