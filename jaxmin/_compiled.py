@@ -12,16 +12,18 @@ objects are structure (a new value compiles anew).
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-# At most this many unknowns, jaxmin's own jit compiles without XLA:CPU's fusion
+# At most this many unknowns, and this many numbers in all the problem's arrays (x0,
+# args, bounds, hyperparameters), jaxmin's own jit compiles without XLA:CPU's fusion
 # emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
 # less time and the steady time is within noise; above, the emitters' kernels run
-# faster (by 7-90% at n = 1000-10^4). The two may round reductions differently: `x`
-# can differ in the last bit (steps and counts were equal on every HS problem).
+# faster (by 7-90% at n = 1000-10^4; by 19% on a logistic regression whose data is
+# 5000 x 200, 10% at 1000 x 20). The two may round reductions differently: `x` can
+# differ in the last bit (steps and counts were equal on every HS problem).
 # Measurements: benchmarks/README.md, "First calls: where the time goes".
 SMALL_PROBLEM = 256
+SMALL_DATA = 65536
 _SMALL_PROBLEM_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -48,6 +50,12 @@ def compiled(body: Callable) -> Program:
                    jax.jit(body, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS))
 
 
+def call_method(module, name: str, *args):
+    """`module.name(*args)` without Equinox's bound-method wrapper, which builds a module
+    on every attribute access (~60 us, a sixth of a small solve's direct call)."""
+    return getattr(type(module), name)(module, *args)
+
+
 def is_dynamic(leaf) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex))
 
@@ -62,7 +70,7 @@ def run(program: Program, problem, x0, options: tuple, max_steps: int):
     leaves, treedef = jax.tree.flatten(problem)
     dynamic = [leaf if is_dynamic(leaf) else None for leaf in leaves]
     static = Static(treedef, tuple(None if is_dynamic(leaf) else leaf for leaf in leaves), options)
-    return _for_size(program, x0)(static, dynamic, np.int32(max_steps))
+    return _for_size(program, x0, dynamic)(static, dynamic, np.int32(max_steps))
 
 
 def merge(static: Static, dynamic: list):
@@ -71,12 +79,15 @@ def merge(static: Static, dynamic: list):
     return jax.tree.unflatten(static.treedef, leaves)
 
 
-def _for_size(program: Program, x0) -> Callable:
-    """`small` for at most `SMALL_PROBLEM` unknowns on the CPU backend, called outside
-    any trace (JAX takes compiler options only on a top-level `jit`; under `jit`,
-    `vmap` or `grad` the solve is part of the caller's program)."""
-    size = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(x0))
-    small = size <= SMALL_PROBLEM and jax.default_backend() == "cpu" and _outside_traces()
+def _for_size(program: Program, x0, dynamic: list) -> Callable:
+    """`small` for at most `SMALL_PROBLEM` unknowns and `SMALL_DATA` numbers in the
+    problem's arrays (`dynamic`) on the CPU backend, called outside any trace (JAX
+    takes compiler options only on a top-level `jit`; under `jit`, `vmap` or `grad`
+    the solve is part of the caller's program)."""
+    size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
+    data = sum(int(np.size(leaf)) for leaf in dynamic if leaf is not None)
+    small = (size <= SMALL_PROBLEM and data <= SMALL_DATA and jax.default_backend() == "cpu"
+             and _outside_traces())
     return program.small if small else program.default
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ._compiled import compiled, is_traced, merge, run
+from ._compiled import call_method, compiled, is_traced, merge, run
 from ._implicit import solve_implicit
 from ._minimize import check_x0
 from ._monitor import Monitor
@@ -79,7 +79,7 @@ def least_squares(
         raise TypeError(f"`implicit_solver` must be a `jm.linear` solver; got {implicit_solver!r}.")
     check_x0(x0)
     if implicit_solver is None:
-        implicit_solver = solver.implicit_linear_solver()
+        implicit_solver = call_method(solver, "implicit_linear_solver")
     problem = (residuals, x0, args, solver, implicit_solver)
     traced = is_traced(problem)
     sol = run(_solve, problem, x0, (throw and traced, verbose), max_steps)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._compiled import compiled, is_traced, merge, run
+from ._compiled import call_method, compiled, is_traced, merge, run
 from ._constraints import Constraints, check_bounds, flat_bounds, flat_constraint
 from ._implicit import solve_implicit
 from ._monitor import Monitor
@@ -141,13 +141,13 @@ def minimize(
     if not isinstance(args, tuple):
         args = (args,)
     if bounds is not None and isinstance(solver, AbstractSolver):
-        solver = solver.with_bounds()  # e.g. `jm.LBFGS` with bounds is `jm.LBFGSB`
+        solver = call_method(solver, "with_bounds")  # e.g. `jm.LBFGS` with bounds is `jm.LBFGSB`
     _check_options(solver, eq, ineq, bounds, max_steps, implicit_solver)
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be a function `callback(step, x, f, grad)`; got {callback!r}.")
     check_x0(x0)
     if implicit_solver is None:
-        implicit_solver = solver.implicit_linear_solver()
+        implicit_solver = call_method(solver, "implicit_linear_solver")
     if bounds is not None:
         # as float arrays, so new bound values compile nothing
         bounds = jax.tree.map(_as_float, check_bounds(bounds, x0))

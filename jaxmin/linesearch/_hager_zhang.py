@@ -53,6 +53,38 @@ def _inside(c, a, b):
     return (c > jnp.minimum(a, b)) & (c < jnp.maximum(a, b))
 
 
+def _next_trial(s: _Search, c, d, up, low, high, interval, gamma, theta, rho):
+    """The stage, trial and secant^2 starting width after trial `c` (slope `d`) of
+    search `s`, which moved the interval to `interval = (a, da, b, db)`; `up`, `low`,
+    `high`: how `c` updated it (see `HagerZhang.__call__`)."""
+    a, da, b, db = interval
+    # L2-L3: once [a, b] is found, bisect if the last secant^2 kept more than
+    # gamma of the interval, else start a new secant^2 (S1) if its step lies
+    # inside (U0). After the bracket or a bisection, a new one always starts.
+    w = jnp.where((s.stage == _BRACKET) | (s.stage == _BISECT), jnp.inf, s.w)
+    bisect = (b - a) > gamma * w
+    secant = _secant(a, da, b, db)
+    start_secant = ~bisect & _inside(secant, a, b)
+    stage = jnp.where(start_secant, _SECANT, _BISECT)
+    trial = jnp.where(start_secant, secant, a + 0.5 * (b - a))
+    new_w = jnp.where(start_secant, b - a, w)
+    # S2-S4: the first secant step became an end of the interval; the second
+    # goes through it and the end it replaced
+    secant2 = jnp.where(up, _secant(s.b, s.db, c, d), _secant(s.a, s.da, c, d))
+    second = (s.stage == _SECANT) & ~high & _inside(secant2, a, b)
+    # U3: step towards a by theta until the slopes are opposite again
+    shrink = high | ((s.stage == _SHRINK) & low)
+    # B3: still descending and acceptable: expand
+    expand = (s.stage == _BRACKET) & low
+    stage = jnp.select([expand, shrink, second], [_BRACKET, _SHRINK, _SECANT2], stage)
+    trial = jnp.select(
+        [expand, shrink, second], [rho * c, (1 - theta) * a + theta * b, secant2], trial
+    )
+    # a secant^2 in progress (or the shrink inside it) keeps its starting width
+    new_w = jnp.where(expand | shrink | second, w, new_w)
+    return stage, trial, new_w
+
+
 class HagerZhang(AbstractLineSearch):
     """A step satisfying the Wolfe or the approximate Wolfe conditions (Hager & Zhang
     2005, 2006).
@@ -149,30 +181,7 @@ class HagerZhang(AbstractLineSearch):
             a, da = jnp.where(low, c, s.a), jnp.where(low, d, s.da)
             b, db = jnp.where(low, s.b, c), jnp.where(low, s.db, d)
 
-            # L2-L3: once [a, b] is found, bisect if the last secant^2 kept more than
-            # gamma of the interval, else start a new secant^2 (S1) if its step lies
-            # inside (U0). After the bracket or a bisection, a new one always starts.
-            w = jnp.where((s.stage == _BRACKET) | (s.stage == _BISECT), inf, s.w)
-            bisect = (b - a) > gamma * w
-            secant = _secant(a, da, b, db)
-            start_secant = ~bisect & _inside(secant, a, b)
-            stage = jnp.where(start_secant, _SECANT, _BISECT)
-            trial = jnp.where(start_secant, secant, a + 0.5 * (b - a))
-            new_w = jnp.where(start_secant, b - a, w)
-            # S2-S4: the first secant step became an end of the interval; the second
-            # goes through it and the end it replaced
-            secant2 = jnp.where(up, _secant(s.b, s.db, c, d), _secant(s.a, s.da, c, d))
-            second = (s.stage == _SECANT) & ~high & _inside(secant2, a, b)
-            # U3: step towards a by theta until the slopes are opposite again
-            shrink = high | ((s.stage == _SHRINK) & low)
-            # B3: still descending and acceptable: expand
-            expand = (s.stage == _BRACKET) & low
-            stage = jnp.select([expand, shrink, second], [_BRACKET, _SHRINK, _SECANT2], stage)
-            trial = jnp.select(
-                [expand, shrink, second], [rho * c, (1 - theta) * a + theta * b, secant2], trial
-            )
-            # a secant^2 in progress (or the shrink inside it) keeps its starting width
-            new_w = jnp.where(expand | shrink | second, w, new_w)
+            stage, trial, new_w = _next_trial(s, c, d, up, low, high, (a, da, b, db), gamma, theta, rho)
 
             # the interval can no longer shrink (f need not resolve it: the slopes of
             # the approximate conditions may still)
