@@ -58,6 +58,7 @@ _LONG_FIRST = (
     "test_notebooks.py::test_notebook_runs",
     "test_docs.py::",
     "test_readme.py::test_readme_block",
+    "test_demo.py::",  # twelve large solves compiled in one test (~35 CPU-s)
 )
 
 

@@ -3,6 +3,8 @@ are ravelled by one `Flattener`, so every leaf (and its bounds) stays on its dev
 the bounds line up with their entries (8 simulated CPU devices, run by
 test_sharding.py)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,17 +23,30 @@ def _tree_quadratic(x, c):
     return 0.5 * jnp.sum((x["u"] - c) ** 2) + 0.5 * jnp.sum((x["v"] + c) ** 2)
 
 
-def test_bounded_sharded_pytree_matches_the_clipped_closed_form():
+_SOLVE = jax.jit(lambda x0, lo, up, c: jm.minimize(_tree_quadratic, x0, jm.LBFGS(), args=(c,),
+                                                   bounds=(lo, up)))
+
+
+def _problem():
     c = jnp.asarray(np.random.default_rng(2).uniform(-2.0, 2.0, N))
     x0 = {"u": jnp.zeros(N), "v": jnp.zeros(N)}
     # different bounds per leaf: a layout mix-up would clip the wrong entries
     lower = {"u": jnp.full(N, -1.0), "v": jnp.full(N, -0.5)}
     upper = {"u": jnp.full(N, 0.5), "v": jnp.full(N, 1.0)}
-    solve = jax.jit(lambda x0, lo, up, c: jm.minimize(_tree_quadratic, x0, jm.LBFGS(), args=(c,),
-                                                      bounds=(lo, up)))
-    sharded = jax.device_put((x0, lower, upper, c), SHARDED)
-    sol = solve(*sharded)
-    ref = solve(*jax.device_put((x0, lower, upper, c), ONE_DEVICE))
+    return x0, lower, upper, c
+
+
+@functools.cache
+def _compiled_sharded():
+    """The sharded solve, compiled once for both tests (run by one, read by the other)."""
+    return _SOLVE.lower(*jax.device_put(_problem(), SHARDED)).compile()
+
+
+def test_bounded_sharded_pytree_matches_the_clipped_closed_form():
+    problem = _problem()
+    c = problem[3]
+    sol = _compiled_sharded()(*jax.device_put(problem, SHARDED))
+    ref = _SOLVE(*jax.device_put(problem, ONE_DEVICE))
     assert bool(sol.success) and bool(ref.success)
     assert sol.x["u"].sharding.spec == P("d") and sol.x["v"].sharding.spec == P("d")
     # the minimiser of a separable quadratic over a box is the clipped unconstrained one
@@ -49,14 +64,7 @@ def test_bounded_sharded_solve_gathers_nothing_x_sized_on_its_common_path():
     its one all-gather is of their integer sort keys."""
     from hlo import collectives
 
-    c = jnp.asarray(np.random.default_rng(3).uniform(-2.0, 2.0, N))
-    solve = jax.jit(lambda x0, lo, up, c: jm.minimize(_tree_quadratic, x0, jm.LBFGS(), args=(c,),
-                                                      bounds=(lo, up)).x)
-    x0 = {"u": jnp.zeros(N), "v": jnp.zeros(N)}
-    lower = {"u": jnp.full(N, -1.0), "v": jnp.full(N, -0.5)}
-    upper = {"u": jnp.full(N, 0.5), "v": jnp.full(N, 1.0)}
-    found = [f for f in collectives(solve.lower(*jax.device_put((x0, lower, upper, c), SHARDED))
-                                    .compile().as_text()) if f.in_loop]
+    found = [f for f in collectives(_compiled_sharded().as_text()) if f.in_loop]
     common = [f for f in found if "conditional" not in f.path]
     two_m = 2 * jm.LBFGS().history_size  # the compact model's W has 2m columns
     assert common and two_m**2 < N  # (2m x 2m reductions are not x-sized)
