@@ -63,3 +63,19 @@ def assert_first_order_certificate(sol, gtol) -> None:
         relative = max_abs(jax.tree.map(lambda g, x: g * jnp.maximum(jnp.abs(x), 1.0), sol.grad, sol.x))
         level = float(jnp.finfo(jnp.result_type(sol.fun)).eps / 4) ** (1 / 3) * max(abs(float(sol.fun)), 1.0)
         assert relative <= level, (jm.Reason(int(sol.reason)).name, relative, level)
+
+
+def callback_objective(value, gradient):
+    """`fn(x)` computed on the host by NumPy `value(x)` (float32), with the NumPy
+    `gradient(x)` as its VJP: a simulator JAX can differentiate once and not twice."""
+
+    @jax.custom_vjp
+    def fn(x):
+        return jax.pure_callback(value, jax.ShapeDtypeStruct((), jnp.float32), x)
+
+    def backward(x, ct):
+        return (ct * jax.pure_callback(gradient, jax.ShapeDtypeStruct(x.shape, jnp.float32), x),)
+
+    fn.defvjp(lambda x: (fn(x), x), backward)
+    return fn
+

@@ -9,6 +9,7 @@ import pytest
 import scipy.optimize
 
 import jaxmin as jm
+from helpers import callback_objective
 import verdict_table
 from problems import by_name
 
@@ -108,14 +109,7 @@ def test_lbfgs_objective_differentiable_only_once_still_solves():
     def gradient(x):
         return (2 * (x - 1.0) + 0.4 * x**3).astype(np.float32)
 
-    @jax.custom_vjp
-    def fn(x):
-        return jax.pure_callback(value, jax.ShapeDtypeStruct((), jnp.float32), x)
-
-    def backward(x, ct):
-        return (ct * jax.pure_callback(gradient, jax.ShapeDtypeStruct(x.shape, jnp.float32), x),)
-
-    fn.defvjp(lambda x: (fn(x), x), backward)
+    fn = callback_objective(value, gradient)
     sol = jm.minimize(fn, jnp.zeros(3, jnp.float32), jm.LBFGS())
     assert sol.success, sol.message
     root = scipy.optimize.brentq(lambda t: 2 * (t - 1) + 0.4 * t**3, 0.0, 1.0)

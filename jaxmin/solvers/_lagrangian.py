@@ -28,12 +28,8 @@ def damped_bfgs(B, s, y, first):
     return jnp.where(ok, B_new, B), ok
 
 
-def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):
-    """The Hessian of the Lagrangian `f - lam_eq.c_eq - lam_in.c_in` at `x` (`n`
-    Hessian-vector products, forward over reverse), its eigenvalues flipped to their
-    absolute values and floored at `sqrt(eps) max(1, max|eigenvalue|)`: the nearest
-    (in that sense) positive definite matrix, which the QP solver needs (the
-    modified-Newton strategy of N&W §3.4)."""
+def _lagrangian(fn, constraints, args, lam_eq, lam_in):
+    """`z -> f(z) - lam_eq.c_eq(z) - lam_in.c_in(z)`."""
     eq = None if constraints is None else constraints.eq
     ineq = None if constraints is None else constraints.ineq
 
@@ -45,7 +41,30 @@ def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):
             out = out - jnp.dot(lam_in, ineq(z, *args))
         return out
 
-    H = jax.jacfwd(jax.grad(lagrangian))(x)
+    return lagrangian
+
+
+def lagrangian_product(fn, constraints, x, args, lam_eq, lam_in):
+    """`v -> H v` for the Hessian `H` of the Lagrangian at `x` (reverse over reverse,
+    so any `fn` and constraints JAX differentiates once, `custom_vjp` included), or
+    `None` where they cannot be differentiated twice (e.g. a `pure_callback` behind a
+    `custom_vjp`): SQP's precision stops then go uncertified."""
+    gradient = jax.grad(_lagrangian(fn, constraints, args, lam_eq, lam_in))
+    product = lambda v: jax.grad(lambda z: jnp.vdot(gradient(z), v))(x)  # noqa: E731
+    try:
+        jax.eval_shape(product, x)
+    except Exception:  # (JAX raises ValueError, TypeError or NotImplementedError here)
+        return None
+    return product
+
+
+def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):
+    """The Hessian of the Lagrangian `f - lam_eq.c_eq - lam_in.c_in` at `x` (`n`
+    Hessian-vector products, forward over reverse), its eigenvalues flipped to their
+    absolute values and floored at `sqrt(eps) max(1, max|eigenvalue|)`: the nearest
+    (in that sense) positive definite matrix, which the QP solver needs (the
+    modified-Newton strategy of N&W §3.4)."""
+    H = jax.jacfwd(jax.grad(_lagrangian(fn, constraints, args, lam_eq, lam_in)))(x)
     H = 0.5 * (H + H.T)
     vals, vecs = jnp.linalg.eigh(H)
     floor = jnp.sqrt(eps(x)) * jnp.maximum(1.0, max_norm(vals))

@@ -26,15 +26,15 @@ from .._typing import ScalarLike
 from ..linear import Lineax
 from ..linesearch import Backtracking
 from ._base import AbstractSolver
-from ._lagrangian import lagrangian_hessian
+from ._lagrangian import lagrangian_hessian, lagrangian_product
 from ._sqp_point import (
     bounds_of, evaluate, kkt_residual, lagrangian_grad, violation_l1, violation_l2, violation_max, violation_terms,
 )
 from ._sqp_search import merit_search
 from ._sqp_state import _Phase, _SQPState, _Watch, pack_kkt, unpack_kkt
 from ._sqp_step import (
-    hessian_update, next_phase, next_watch, penalty_update, restoration_plan, rounding_levels, step_reason,
-    tests_at_x,
+    certifiable, certified_reason, certify_tests, hessian_update, next_phase, next_watch, no_certificate,
+    penalty_update, precision_certificate, restoration_plan, rounding_levels, step_reason, tests_at_x,
 )
 from ._sqp_subproblem import QPStep, relaxed_qp, second_order_correction
 from ._stopping import keep_reason, start_reason, terminate
@@ -120,7 +120,14 @@ class SQP(AbstractSolver[_SQPState]):
     - *Attainable precision* (`PRECISION`, `_stopping`): at `x`, feasible to the
       constraints' rounding (`violation_floor`), the last step changed the merit
       function within its rounding, the QP's predicted decrease is lost in it too
-      and the relative KKT residual passes the shared guard.
+      and the relative KKT residual passes the shared guard. That guard is
+      first-order and `B` positive definite, so a saddle can pass it: where no
+      constraint is active on the free coordinates (`_sqp_step.certifiable`) the stop
+      is held and the next step checks the second-order conditions (N&W Thm 12.5-12.6,
+      §18.1) by CG on exact Lagrangian Hessian-vector products over the free coordinates
+      (`precision_certificate`): the stop stands where the Newton decrement is lost in
+      f's rounding; otherwise the Newton or negative-curvature step, cut to the bounds,
+      goes through the merit search (Moré & Sorensen 1979), `STAGNATED` where it fails.
     - *Stagnation*: `SQP_PATIENCE` (20) steps in a row in which neither f (at a
       violation no worse), the violation, the squared violation nor the KKT residual
       improved end the solve (well before the driver loop's watch): `PRECISION` or
@@ -219,7 +226,7 @@ class SQP(AbstractSolver[_SQPState]):
                       w=jnp.zeros(n, x.dtype), active_in=jnp.zeros(mi, bool), active_lower=jnp.zeros(n, bool),
                       active_upper=jnp.zeros(n, bool), ok=no),
             B=jnp.eye(n, dtype=x.dtype), num_updates=i0, nu=jnp.zeros(me + mi, x.dtype), rho=jnp.array(10.0, x.dtype),
-            kkt=inf, violation=violation, flat_steps=i0, unchanged=no,
+            kkt=inf, violation=violation, flat_steps=i0, unchanged=no, pending=no,
             watch=_Watch(best_f=pt.f, best_violation=violation, best_v2=violation_l2(pt.c_eq, pt.c_in),
                          best_kkt=inf, since=i0),
             phase=_Phase(restore_next=no, restoring=no, v2_entry=zero, v2_cap=inf,
@@ -251,11 +258,14 @@ class SQP(AbstractSolver[_SQPState]):
         plan = restoration_plan(pt, x, lower, upper, qp, state, stalled, ctol, ftol)
         noise = rounding_levels(pt, x, nu)
         tests = tests_at_x(pt, x, lower, upper, qp, state, noise, slope, stalled, plan.certified, gtol, ctol, ftol)
+        cert, eligible = self._certificate(fn, constraints, args, x, lower, upper, qp, state, ctol)
+        tests = certify_tests(tests, cert)
 
-        # the line search: on the merit function along p, or on the squared violation
-        # alone along the feasibility step
+        # the line search: on the merit function along p (or the certificate's
+        # direction), or on the squared violation alone along the feasibility step
         restore = plan.restore
-        d, slope_ls = jnp.where(restore, plan.p, qp.p), jnp.where(restore, plan.slope, slope)
+        d = jnp.where(restore, plan.p, jnp.where(cert.stepping, cert.d, qp.p))
+        slope_ls = jnp.where(restore, plan.slope, jnp.where(cert.stepping, cert.slope, slope))
         noise_ls = jnp.where(restore, noise.v2, noise.merit)
         merit = lambda q: jnp.where(restore, violation_l2(q.c_eq, q.c_in),
                                     q.f + jnp.dot(nu, violation_terms(q.c_eq, q.c_in)))
@@ -263,7 +273,8 @@ class SQP(AbstractSolver[_SQPState]):
         v2 = violation_l2(pt.c_eq, pt.c_in)
         v2_cap = jnp.where(phase.restoring & ~restore, jnp.minimum(phase.v2_cap, v2), phase.v2_cap)
         search = self._search(fn, constraints, args, x, d, pt, phi0, lower, upper, qp, merit, slope_ls, noise,
-                              noise_ls, v2_cap, restore, infeasible_mode, (qp.ok | restore) & ~tests.stop)
+                              noise_ls, v2_cap, restore, infeasible_mode,
+                              (qp.ok | restore | cert.stepping) & ~tests.stop, ~restore & ~cert.stepping)
         ok, alpha, phi = search.ok, search.alpha, search.phi
 
         x_new = jnp.where(ok, search.x, x)
@@ -275,7 +286,8 @@ class SQP(AbstractSolver[_SQPState]):
         flat = ok & below_precision(phi - phi0, phi0, x) & (max_norm(s) <= 4 * eps(x) * max_norm(x))
         flat_steps = jnp.where(flat, state.flat_steps + 1, 0)
         lost = (-slope_ls <= 25 * noise_ls) | (max_norm(d) <= 100 * eps(x) * max_norm(x)) | ~qp.ok
-        reason = step_reason(tests, state, pt, ok, restore, lost, flat_steps, ctol, ftol)
+        reason, pending = certified_reason(step_reason(tests, state, pt, ok, restore, lost, flat_steps, ctol, ftol),
+                                           cert, ok, eligible)
         # the relaxed QP's multipliers grow with its weight, and its dual iterations
         # cancel terms of that size: beyond 1 / (1000 eps) (8e3 in float32) its step
         # is rounding, so rho stops there (1e10 in float64)
@@ -283,12 +295,12 @@ class SQP(AbstractSolver[_SQPState]):
         rho = jnp.where(qp.delta > 0.1, jnp.minimum(state.rho * 1e3, rho_max), state.rho)
         return x_new, _SQPState(
             point=new, qp=qp, B=B, num_updates=num_updates, nu=nu, rho=rho,
-            kkt=kkt, violation=viol, flat_steps=flat_steps,
+            kkt=kkt, violation=viol, flat_steps=flat_steps, pending=pending,
             unchanged=~ok | (jnp.abs(phi - phi0) <= 4 * noise_ls),
             watch=next_watch(state.watch, new, viol, kkt, plan.certified, ctol, x),
             phase=next_phase(phase, plan, tests.stop, ok, alpha, viol, v2, v2_cap, ctol),
             reason=keep_reason(state.reason, reason), alpha=jnp.where(ok, alpha, 0.0), ls_evals=search.k,
-            num_fun_evals=state.num_fun_evals + search.k, num_hvp_evals=num_hvp,
+            num_fun_evals=state.num_fun_evals + search.k, num_hvp_evals=num_hvp + cert.products,
         )
 
     def _hessian(self, fn, x, state, args, constraints):
@@ -299,8 +311,21 @@ class SQP(AbstractSolver[_SQPState]):
             return B, state.num_hvp_evals + x.shape[0]
         return state.B, state.num_hvp_evals
 
+    def _certificate(self, fn, constraints, args, x, lower, upper, qp, state, ctol):
+        """`(certificate, eligible)`: a pending PRECISION stop is certified, or this
+        step leaves along the certificate's direction (`precision_certificate`);
+        `eligible`: a PRECISION stop met now would be held for the next step. Only
+        for an fn and constraints JAX differentiates twice: otherwise nothing is
+        compiled."""
+        pt = state.point
+        product = lagrangian_product(fn, constraints, x, args, qp.lam_eq, qp.lam_in)
+        if product is None:
+            return no_certificate(x), jnp.array(False)
+        eligible = certifiable(pt, x, lower, upper, qp, state.violation, ctol)
+        return precision_certificate(product, pt, x, lower, upper, qp, state.pending, eligible), eligible
+
     def _search(self, fn, constraints, args, x, d, pt, phi0, lower, upper, qp, merit, slope, noise, noise_ls,
-                v2_cap, restore, infeasible_mode, searchable):
+                v2_cap, restore, infeasible_mode, searchable, correct):
         """`merit_search` along `d` with SQP's acceptance tests and parameters."""
         v0 = violation_l1(pt.c_eq, pt.c_in)
         c1, shrink = as_dtype(self.linesearch.c1, x), as_dtype(self.linesearch.shrink, x)
@@ -322,7 +347,7 @@ class SQP(AbstractSolver[_SQPState]):
         return merit_search(
             lambda z: evaluate(fn, constraints, z, args), merit, admissible, correction, x, d, pt, phi0, lower, upper,
             slope=slope, allow=jnp.where(restore, 0.0, 10 * noise_ls), c1=c1, shrink=shrink,
-            max_steps=self.linesearch.max_steps + int(use_soc), searchable=searchable, correct=~restore)
+            max_steps=self.linesearch.max_steps + int(use_soc), searchable=searchable, correct=correct)
 
     def verdict(self, state):
         feasible = state.violation <= self.tolerance_ctol(state.g)

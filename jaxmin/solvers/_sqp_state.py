@@ -60,6 +60,7 @@ class _SQPState(AbstractState):
     violation: Scalar
     flat_steps: Int[Array, ""]
     unchanged: Bool[Array, ""]  # the last step changed the merit function within its rounding
+    pending: Bool[Array, ""]  # a PRECISION stop this step certifies (`precision_certificate`)
     watch: _Watch
     phase: _Phase
     # bookkeeping

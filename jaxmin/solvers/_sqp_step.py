@@ -21,7 +21,8 @@ from ._sqp_point import (
 )
 from ._sqp_state import _Phase, _SQPState, _Watch
 from ._sqp_subproblem import QPStep, feasibility_step
-from ._stopping import at_precision_level, stall_reason
+from ._stopping import at_precision_level, lost_in_rounding, stall_reason
+from ._trust_cg import accurate_newton_direction
 
 _NU_MAX = 1e12  # cap of the merit penalty
 # the fraction of the best linearised violation reduction a step must achieve before
@@ -235,3 +236,86 @@ def next_phase(phase: _Phase, plan: _Plan, stop, ok, alpha, viol, v2, v2_cap, ct
         damping=jnp.where(going, damping, phase.damping).astype(phase.damping.dtype),
         certified=phase.certified | plan.certified,
     )
+
+
+class _Certificate(eqx.Module):
+    """The second-order certificate of a pending `PRECISION` stop (`precision_certificate`).
+
+    - `certified`: the stop stands: the solve ends `PRECISION` here, taking no step.
+    - `stepping`: it does not: this step goes along `d` (slope `slope` of f) instead.
+    - `products`: the Hessian-vector products it cost.
+    """
+
+    certified: Bool[Array, ""]
+    stepping: Bool[Array, ""]
+    d: Vector
+    slope: Scalar
+    products: Int[Array, ""]
+
+
+def no_certificate(x) -> _Certificate:
+    """No stop pending (or none can be certified): nothing changes."""
+    no = jnp.array(False)
+    return _Certificate(certified=no, stepping=no, d=jnp.zeros_like(x), slope=jnp.zeros((), x.dtype),
+                        products=jnp.array(0, jnp.int32))
+
+
+def _free(x, lower, upper, qp: QPStep):
+    """The free coordinates: strictly inside their bounds and not in the QP's active set."""
+    return (x > lower) & (x < upper) & ~qp.active_lower & ~qp.active_upper
+
+
+def certifiable(pt: _Point, x, lower, upper, qp: QPStep, violation, ctol):
+    """Where a `PRECISION` stop is certified before it ends the solve: feasible to
+    `ctol`, and no general constraint active on the free coordinates (each equality and
+    active inequality with a gradient that vanishes there: none at all, a padding row
+    `0 = 0`, or one on coordinates fixed at their bounds), so the free coordinates span
+    the null space of the active constraints' gradients and the second-order conditions
+    (N&W Thm 12.5-12.6) concern the Lagrangian's Hessian on them alone."""
+    free = _free(x, lower, upper, qp)
+    rows = jnp.concatenate([pt.J_eq, jnp.where(qp.active_in[:, None], pt.J_in, 0.0)])
+    tangent = jnp.all(jnp.where(free[None, :], rows, 0.0) == 0)
+    return qp.ok & tangent & (violation <= ctol)
+
+
+def precision_certificate(product, pt: _Point, x, lower, upper, qp: QPStep, pending, eligible) -> _Certificate:
+    """The accurate Newton step on the free coordinates (strictly inside their
+    bounds, not in the QP's active set), at a pending `PRECISION` stop: `H p = -g`
+    solved by CG on exact Hessian-vector products `product` of the Lagrangian
+    (`_trust_cg.accurate_newton_direction`). The stop stands where the model's
+    decrease (the Newton decrement, or the decrease along a negative-curvature
+    direction) is lost in f's rounding (`_stopping.lost_in_rounding`), or where a
+    general constraint has become active (`eligible` false, see `certifiable`: no
+    certificate); else the step, cut to the bounds, replaces the QP's (Moré & Sorensen
+    1979: a saddle is left along negative curvature; Royer & Wright 2018)."""
+    free = _free(x, lower, upper, qp)
+    examine = pending & eligible
+    g = jnp.where(free, lagrangian_grad(pt, qp.lam_eq, qp.lam_in), 0.0)
+    matvec = lambda v: jnp.where(free, product(jnp.where(free, v, 0.0)), 0.0)  # noqa: E731
+    q, products, predicted = accurate_newton_direction(matvec, g, examine)
+    certified = pending & (~eligible | lost_in_rounding(predicted, pt.f, x))
+    room = jnp.where(q > 0, (upper - x) / jnp.where(q > 0, q, 1.0),
+                     jnp.where(q < 0, (lower - x) / jnp.where(q < 0, q, 1.0), jnp.inf))
+    d = jnp.minimum(1.0, jnp.min(room)) * q
+    return _Certificate(certified=certified, stepping=examine & ~certified, d=d, slope=jnp.dot(g, d),
+                        products=products)
+
+
+def certify_tests(tests: _Tests, cert: _Certificate) -> _Tests:
+    """The tests at `x` on a step that examines a pending stop: they end the solve
+    (`PRECISION`) where it is certified, and are set aside where it is not."""
+    examined = cert.certified | cert.stepping
+    stop = jnp.where(examined, cert.certified, tests.stop)
+    reason = jnp.where(examined, jnp.where(cert.certified, Reason.PRECISION, Reason.RUNNING), tests.reason)
+    return eqx.tree_at(lambda t: (t.stop, t.reason), tests, (stop, reason.astype(tests.reason.dtype)))
+
+
+def certified_reason(reason, cert: _Certificate, ok, eligible):
+    """`(reason, pending)` after the step: a `PRECISION` stop where `eligible` becomes
+    pending (the next step certifies it) instead of ending the solve; a step along
+    the certificate's direction that fails ends the solve `STALLED`: its decrease,
+    predicted above f's rounding by an exact second-order model, is one the dtype
+    cannot follow (as `_stopping.end_step` with `model_exact`)."""
+    reason = jnp.where(cert.stepping & ~ok, Reason.STALLED, reason)
+    defer = (reason == Reason.PRECISION) & eligible & ~cert.certified
+    return jnp.where(defer, Reason.RUNNING, reason).astype(jnp.int32), defer
