@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from .._misc import eps, max_norm
+from ._trust_cg import second_order_product
 
 
 def damped_bfgs(B, s, y, first):
@@ -45,17 +46,10 @@ def _lagrangian(fn, constraints, args, lam_eq, lam_in):
 
 
 def lagrangian_product(fn, constraints, x, args, lam_eq, lam_in):
-    """`v -> H v` for the Hessian `H` of the Lagrangian at `x` (reverse over reverse,
-    so any `fn` and constraints JAX differentiates once, `custom_vjp` included), or
-    `None` where they cannot be differentiated twice (e.g. a `pure_callback` behind a
-    `custom_vjp`): SQP's precision stops then go uncertified."""
-    gradient = jax.grad(_lagrangian(fn, constraints, args, lam_eq, lam_in))
-    product = lambda v: jax.grad(lambda z: jnp.vdot(gradient(z), v))(x)  # noqa: E731
-    try:
-        jax.eval_shape(product, x)
-    except Exception:  # (JAX raises ValueError, TypeError or NotImplementedError here)
-        return None
-    return product
+    """`v -> H v` for the Hessian `H` of the Lagrangian at `x`, or `None` where `fn` or
+    the constraints cannot be differentiated twice (`_trust_cg.second_order_product`):
+    SQP's precision stops then go uncertified."""
+    return second_order_product(jax.grad(_lagrangian(fn, constraints, args, lam_eq, lam_in)), x)
 
 
 def lagrangian_hessian(fn, constraints, x, args, lam_eq, lam_in):

@@ -22,7 +22,7 @@ from ._base import AbstractSolver, AbstractState
 from ._lbfgsb import LBFGSB
 from ._search import check_options, search_step, start_point
 from ._stopping import certified_end, keep_reason
-from ._trust_cg import accurate_newton_direction
+from ._trust_cg import accurate_newton_direction, second_order_product
 
 
 class _LBFGSState(AbstractState):
@@ -72,19 +72,6 @@ def two_loop(g: Vector, s_hist, y_hist, rho, k, gamma: Scalar) -> Vector:
 def _no_bounds(constraints: Constraints | None) -> None:
     if constraints is not None and constraints.has_bounds:
         raise ValueError("`LBFGS` takes no bounds: use `jm.LBFGSB`, or `jm.LBFGS().with_bounds()`.")
-
-
-def _hessian_product(fn, x, args):
-    """`v -> H(x) v` by reverse over reverse (any `fn` L-BFGS can differentiate once,
-    `custom_vjp` included), or `None` where `fn` cannot be differentiated twice (e.g. a
-    `pure_callback` inside a `custom_vjp`): the solve then ends on its first-order tests
-    alone, uncertified."""
-    product = lambda v: jax.grad(lambda z: jnp.vdot(jax.grad(fn)(z, *args), v))(x)  # noqa: E731
-    try:
-        jax.eval_shape(product, x)
-    except Exception:  # (JAX raises ValueError, TypeError or NotImplementedError here)
-        return None
-    return product
 
 
 def _unmoved(x, f, g, step):
@@ -223,7 +210,7 @@ class LBFGS(AbstractSolver[_LBFGSState]):
 
         predicted = jnp.where(state.gamma > 0, 0.5 * state.gamma * g_norm**2, jnp.inf)
         # a first-order stop to certify: one accurate Newton step (see the class docstring)
-        hessian_product = _hessian_product(fn, x, args)
+        hessian_product = second_order_product(lambda z: jax.grad(fn)(z, *args), x)
         certify = (state.pending != Reason.RUNNING) & (hessian_product is not None)
         products = jnp.array(0, jnp.int32)
         if hessian_product is not None:

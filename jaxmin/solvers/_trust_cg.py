@@ -8,6 +8,7 @@ Notation (N&W §7.1): iterate `z`, model gradient `r = B z + g`, direction `d`.
 """
 
 import equinox as eqx
+import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
@@ -85,6 +86,19 @@ def steihaug_cg(matvec, g: Vector, delta: Scalar, max_steps: int, rtol: Scalar,
     s = lax.while_loop(cond, body, start)
     return TrustCGResult(p=s.z, on_boundary=s.on_boundary, num_steps=s.num_steps,
                          direction=s.curved_d, curvature=s.curvature)
+
+
+def second_order_product(gradient, x: Vector):
+    """`v -> H(x) v` for `H` the Jacobian of `gradient` (reverse over reverse, so any
+    function JAX differentiates once, `custom_vjp` included), or `None` where it cannot
+    be differentiated twice (e.g. a `pure_callback` behind a `custom_vjp`): the
+    certificate is then skipped and nothing of it is compiled."""
+    product = lambda v: jax.grad(lambda z: jnp.vdot(gradient(z), v))(x)  # noqa: E731
+    try:
+        jax.eval_shape(product, x)
+    except Exception:  # (JAX raises ValueError, TypeError or NotImplementedError here)
+        return None
+    return product
 
 
 def accurate_newton_direction(matvec, g: Vector, active: Bool[Array, ""]):
