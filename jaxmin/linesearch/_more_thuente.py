@@ -131,41 +131,19 @@ def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSear
         converged = (sufficient & (jnp.abs(dphi) <= -c2 * dphi0)) | (
             (stp >= stpmax) & sufficient & (dphi <= gtest)
         )
-        stage1 = s.stage1 & ~(sufficient & (dphi >= 0))
-        # Stage 1 steps on psi = phi - c1 alpha dphi(0) while psi > 0 at stp (§3).
-        shift = jnp.where(stage1 & (f <= s.fx) & (f > ftest), gtest, 0.0)
-        stx, fx, dx, sty, fy, dy, stpf, brackt, x_moved = dcstep(
-            s.stx, s.fx - s.stx * shift, s.dx - shift,
-            s.sty, s.fy - s.sty * shift, s.dy - shift,
-            stp, f - stp * shift, dphi - shift,
-            s.brackt, s.stmin, s.stmax,
-        )
-        fx, dx, fy, dy = fx + stx * shift, dx + shift, fy + sty * shift, dy + shift
-        # Bisect when the bracket has not shrunk enough in two steps.
-        bisect = brackt & (jnp.abs(sty - stx) >= 0.66 * s.width1)
-        stpf = jnp.where(bisect, stx + 0.5 * (sty - stx), stpf)
-        width1 = jnp.where(brackt, s.width, s.width1)
-        width = jnp.where(brackt, jnp.abs(sty - stx), s.width)
-        stmin = jnp.where(brackt, jnp.minimum(stx, sty), stpf + _XTRAPL * (stpf - stx))
-        stmax = jnp.where(brackt, jnp.maximum(stx, sty), stpf + _XTRAPU * (stpf - stx))
-        stpf = jnp.clip(stpf, 0.0, stpmax)
-        # No progress possible: rounding errors or the interval below xtol, or at
-        # stpmax already and still descending.
-        stuck = brackt & ((stpf <= stmin) | (stpf >= stmax) | (stmax - stmin <= xtol * stmax))
-        stuck = stuck | ((stp >= stpmax) & (stpf >= stpmax))
-        return MTSearch(
-            stx=stx, fx=fx, dx=dx, xx=jnp.where(x_moved, x, s.xx), gx=jnp.where(x_moved, g, s.gx),
-            sty=sty, fy=fy, dy=dy, stp=stpf, stmin=stmin, stmax=stmax,
-            width=width, width1=width1, brackt=brackt, stage1=stage1,
-            a=stp, f=f, x=x, g=g, converged=converged, stopped=converged | stuck, n=s.n + 1,
-        )
+        return _next_trial(s, x, f, g, dphi, ftest, sufficient, converged, gtest, xtol, stpmax)
 
     def cond(s: MTSearch):
         return ~s.stopped & (s.n < search.max_steps)
 
+    return lax.while_loop(cond, body, _start(f0, g0, x0, dphi0, jnp.minimum(stp0, stpmax)))
+
+
+def _start(f0, g0, x0, dphi0, stp0) -> MTSearch:
+    """The search before its first trial `stp0`: no bracket, stage 1, the interval
+    `[0, stp0 + 4 stp0]` (the extrapolation range of §4)."""
     zero = jnp.zeros_like(f0)
-    stp0 = jnp.minimum(stp0, stpmax)
-    start = MTSearch(
+    return MTSearch(
         stx=zero, fx=f0, dx=dphi0, xx=x0, gx=g0, sty=zero, fy=f0, dy=dphi0, stp=stp0,
         stmin=zero, stmax=stp0 + _XTRAPU * stp0,
         width=jnp.asarray(STPMAX, f0.dtype), width1=jnp.asarray(2 * STPMAX, f0.dtype),
@@ -173,7 +151,41 @@ def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSear
         a=zero, f=f0, x=x0, g=g0, converged=jnp.array(False), stopped=jnp.array(False),
         n=jnp.array(0, jnp.int32),
     )
-    return lax.while_loop(cond, body, start)
+
+
+def _next_trial(s: MTSearch, x, f, g, dphi, ftest, sufficient, converged, gtest, xtol, stpmax) -> MTSearch:
+    """dcsrch after the trial `s.stp` (point `x`, value `f`, slope `dphi`): the interval
+    update and next trial of `dcstep`, bisection where the bracket has not shrunk
+    enough, the new bounds on the trial, and the stop where no progress is possible."""
+    stp = s.stp
+    stage1 = s.stage1 & ~(sufficient & (dphi >= 0))
+    # Stage 1 steps on psi = phi - c1 alpha dphi(0) while psi > 0 at stp (§3).
+    shift = jnp.where(stage1 & (f <= s.fx) & (f > ftest), gtest, 0.0)
+    stx, fx, dx, sty, fy, dy, stpf, brackt, x_moved = dcstep(
+        s.stx, s.fx - s.stx * shift, s.dx - shift,
+        s.sty, s.fy - s.sty * shift, s.dy - shift,
+        stp, f - stp * shift, dphi - shift,
+        s.brackt, s.stmin, s.stmax,
+    )
+    fx, dx, fy, dy = fx + stx * shift, dx + shift, fy + sty * shift, dy + shift
+    # Bisect when the bracket has not shrunk enough in two steps.
+    bisect = brackt & (jnp.abs(sty - stx) >= 0.66 * s.width1)
+    stpf = jnp.where(bisect, stx + 0.5 * (sty - stx), stpf)
+    width1 = jnp.where(brackt, s.width, s.width1)
+    width = jnp.where(brackt, jnp.abs(sty - stx), s.width)
+    stmin = jnp.where(brackt, jnp.minimum(stx, sty), stpf + _XTRAPL * (stpf - stx))
+    stmax = jnp.where(brackt, jnp.maximum(stx, sty), stpf + _XTRAPU * (stpf - stx))
+    stpf = jnp.clip(stpf, 0.0, stpmax)
+    # No progress possible: rounding errors or the interval below xtol, or at
+    # stpmax already and still descending.
+    stuck = brackt & ((stpf <= stmin) | (stpf >= stmax) | (stmax - stmin <= xtol * stmax))
+    stuck = stuck | ((stp >= stpmax) & (stpf >= stpmax))
+    return MTSearch(
+        stx=stx, fx=fx, dx=dx, xx=jnp.where(x_moved, x, s.xx), gx=jnp.where(x_moved, g, s.gx),
+        sty=sty, fy=fy, dy=dy, stp=stpf, stmin=stmin, stmax=stmax,
+        width=width, width1=width1, brackt=brackt, stage1=stage1,
+        a=stp, f=f, x=x, g=g, converged=converged, stopped=converged | stuck, n=s.n + 1,
+    )
 
 
 class MoreThuente(AbstractLineSearch):

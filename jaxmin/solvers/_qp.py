@@ -24,8 +24,9 @@ active multipliers per unit multiplier of the entering constraint `p`, `t1` the 
 step (makes `p` active), `t2` the partial step (an active multiplier reaches 0).
 """
 
+from typing import NamedTuple
+
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Float, Int
@@ -63,6 +64,36 @@ def cho_solve(L, b):
     return lax.linalg.triangular_solve(L, y, left_side=True, lower=True, transpose_a=True).reshape(b.shape)
 
 
+class _QPData(NamedTuple):
+    """What the dual iterations read: the problem, and what `solve_qp` computes once."""
+
+    G: Float[Array, "n n"]
+    C: Float[Array, "m n"]
+    b: Float[Array, " m"]  # infinite entries zeroed
+    is_eq: Bool[Array, " m"]
+    valid: Bool[Array, " m"]  # b finite: rows that can be violated
+    C_abs: Float[Array, "m n"]  # |C|, for the rounding level of the residuals
+    GiC: Float[Array, "n m"]  # G^{-1} C^T
+    P: Float[Array, "m m"]  # C G^{-1} C^T
+    g_scale: Float[Array, ""]  # max |G_ij| and 1000 eps: the linear-dependence test's scales
+    tiny: Float[Array, ""]
+    max_steps: int
+
+
+class _DualState(NamedTuple):
+    """The dual iterations' carry (Goldfarb & Idnani's notation)."""
+
+    d: Vector  # the primal iterate
+    d_ref: Vector  # where the iterations started, -G^{-1} a
+    lam: Float[Array, " m"]  # multipliers of the active rows, as signed by `sign`
+    active: Bool[Array, " m"]
+    sign: Float[Array, " m"]  # -1 for an equality row entered from above (negated)
+    p: Int[Array, ""]  # the constraint being added, -1 when none is
+    status: Int[Array, ""]
+    k: Int[Array, ""]  # iterations: constraints added or dropped
+    done: Bool[Array, ""]
+
+
 def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     """Minimise `1/2 d.G d + a.d` subject to `C d = b` on the rows where `is_eq`,
     `C d >= b` on the others (Goldfarb & Idnani, 1983). `G` must be positive definite.
@@ -96,76 +127,110 @@ def solve_qp(G, a, C, b, is_eq, max_steps: int | None = None) -> QPResult:
     if m == 0:
         zero = jnp.array(0, jnp.int32)
         return QPResult(d=d0, lam=jnp.zeros(0, dtype), active=jnp.zeros(0, bool), status=zero, num_steps=zero)
-
-    def violation(d, d_ref, active):
-        s = C @ d - b
-        v = jnp.where(is_eq, jnp.abs(s), jnp.maximum(-s, 0.0))
-        tol = 100 * eps(G) * (jnp.abs(b) + C_abs @ (jnp.abs(d) + jnp.abs(d_ref)))
-        return s, jnp.where(active | ~valid, 0.0, v - tol)
-
-    def cond(carry):
-        return ~carry[-1]
-
-    def body(carry):
-        d, d_ref, lam, active, sign, p, status, k, done = carry
-        s, v = violation(d, d_ref, active)
-        # choose the most violated constraint when none is being added
-        q = jnp.argmax(v).astype(jnp.int32)
-        choose = p < 0
-        finished = choose & (v[q] <= 0)
-        p = jnp.where(choose, q, p)
-        sign = jnp.where(choose & ~finished, sign.at[q].set(jnp.where(is_eq[q] & (s[q] > 0), -1.0, 1.0)), sign)
-        n_p = sign[p] * C[p]
-        s_p = sign[p] * s[p]
-        # the step directions of Goldfarb & Idnani: G z + A^T r = n_p, A z = 0 for the
-        # active rows A, so r = (A G^{-1} A^T)^{-1} A G^{-1} n_p, z = G^{-1} (n_p - A^T r);
-        # multipliers move as lam - t r
-        Ps = P * jnp.outer(sign, sign)
-        both = jnp.outer(active, active)
-        S = jnp.where(both, Ps, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0).astype(dtype))
-        S = S + 10 * eps(G) * jnp.max(jnp.abs(jnp.diag(S))) * jnp.eye(m, dtype=dtype)
-        r = cho_solve(lax.linalg.cholesky(S), jnp.where(active, Ps[:, p], 0.0))
-        r = jnp.where(active, r, 0.0)
-        z = GiC[:, p] * sign[p] - GiC @ (sign * r)
-        curvature = Ps[p, p] - jnp.dot(Ps[p], r)
-        # n_p is dependent on the active rows where adding it leaves no curvature, or
-        # where n rows are active already (n independent rows fix d: a further one is
-        # dependent whatever rounding makes of its curvature, e.g. in float32 with an
-        # ill-conditioned G)
-        full_rank = jnp.sum(active) >= n
-        dependent = (curvature <= tiny * jnp.dot(n_p, n_p) / jnp.maximum(g_scale, tiny)) | full_rank
-        t1 = jnp.where(dependent, jnp.inf, -s_p / jnp.where(dependent, 1.0, curvature))
-        droppable = active & ~is_eq & (r > 0)
-        ratios = jnp.where(droppable, lam / jnp.where(droppable, r, 1.0), jnp.inf)
-        j = jnp.argmin(ratios)
-        t2 = ratios[j]
-        t = jnp.minimum(t1, t2)
-        infeasible = ~finished & ~jnp.isfinite(t)
-        go = ~finished & ~infeasible
-        t = jnp.where(go, t, 0.0)
-        full = go & (t1 <= t2)
-        partial = go & ~full
-        d = d + jnp.where(dependent, 0.0, t) * z
-        lam = jnp.where(active, lam - t * r, lam)
-        lam = lam.at[p].add(t)
-        active = jnp.where(full, active.at[p].set(True), active)
-        active = jnp.where(partial, active.at[j].set(False), active)
-        lam = jnp.where(partial, lam.at[j].set(0.0), lam)
-        p = jnp.where(full | finished, -1, p).astype(jnp.int32)
-        k = k + go.astype(jnp.int32)
-        status = jnp.where(infeasible, QP_INFEASIBLE, jnp.where(go & (k >= max_steps), QP_MAX_STEPS, status))
-        done = finished | infeasible | (k >= max_steps)
-        return d, d_ref, lam, active, sign, p, status, k, done
-
-    init = (
+    data = _QPData(G, C, b, is_eq, valid, C_abs, GiC, P, g_scale, tiny, max_steps)
+    init = _DualState(
         d0, d0, jnp.zeros(m, dtype), jnp.zeros(m, bool), jnp.ones(m, dtype),
         jnp.array(-1, jnp.int32), jnp.array(QP_SOLVED, jnp.int32), jnp.array(0, jnp.int32),
         jnp.array(False),
     )
-    d, _, lam, active, sign, _, status, k, _ = lax.while_loop(cond, body, init)
-    lam = jnp.where(active, sign * lam, 0.0)
-    d, lam = _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq)
-    return QPResult(d=d, lam=lam, active=active, status=status.astype(jnp.int32), num_steps=k)
+    out = lax.while_loop(lambda state: ~state.done, lambda state: _dual_iteration(data, state), init)
+    lam = jnp.where(out.active, out.sign * out.lam, 0.0)
+    d, lam = _refine(G, a, C, b, L, GiC, P, out.d, lam, out.active, is_eq)
+    return QPResult(d=d, lam=lam, active=out.active, status=out.status.astype(jnp.int32), num_steps=out.k)
+
+
+def _dual_iteration(data: _QPData, state: _DualState) -> _DualState:
+    """One iteration of Goldfarb & Idnani: choose the entering constraint `p` (the most
+    violated one, when none is being added), the step directions, and the step: full
+    (`p` becomes active), partial (an active multiplier reaches 0 and its row leaves)
+    or none (`p` is dependent on the active rows and nothing can leave: infeasible)."""
+    s, p, sign, finished = _entering_constraint(data, state)
+    r, z, Ps = _step_directions(data, state.active, sign, p)
+    t1, dependent = _full_step(data, state.active, sign, p, s, Ps, r)
+    t2, j = _partial_step(data, state.lam, state.active, r)
+    t = jnp.minimum(t1, t2)
+    infeasible = ~finished & ~jnp.isfinite(t)
+    go = ~finished & ~infeasible
+    t = jnp.where(go, t, 0.0)
+    full = go & (t1 <= t2)
+    partial = go & ~full
+    d = state.d + jnp.where(dependent, 0.0, t) * z
+    lam = jnp.where(state.active, state.lam - t * r, state.lam)
+    lam = lam.at[p].add(t)
+    active = jnp.where(full, state.active.at[p].set(True), state.active)
+    active = jnp.where(partial, active.at[j].set(False), active)
+    lam = jnp.where(partial, lam.at[j].set(0.0), lam)
+    p = jnp.where(full | finished, -1, p).astype(jnp.int32)
+    k = state.k + go.astype(jnp.int32)
+    status = jnp.where(infeasible, QP_INFEASIBLE, jnp.where(go & (k >= data.max_steps), QP_MAX_STEPS, state.status))
+    done = finished | infeasible | (k >= data.max_steps)
+    return _DualState(d, state.d_ref, lam, active, sign, p, status, k, done)
+
+
+def _entering_constraint(data: _QPData, state: _DualState):
+    """`(s, p, sign, finished)`: the residuals `s = C d - b`, the constraint being added
+    (the most violated one, beyond the rounding level of `solve_qp`'s docstring, when
+    none is), the row signs (an equality violated from above enters negated), and
+    whether no row is violated (the solve is done)."""
+    s = data.C @ state.d - data.b
+    v = jnp.where(data.is_eq, jnp.abs(s), jnp.maximum(-s, 0.0))
+    tol = 100 * eps(data.G) * (jnp.abs(data.b) + data.C_abs @ (jnp.abs(state.d) + jnp.abs(state.d_ref)))
+    v = jnp.where(state.active | ~data.valid, 0.0, v - tol)
+    q = jnp.argmax(v).astype(jnp.int32)
+    choose = state.p < 0
+    finished = choose & (v[q] <= 0)
+    p = jnp.where(choose, q, state.p)
+    entering_sign = jnp.where(data.is_eq[q] & (s[q] > 0), -1.0, 1.0)
+    sign = jnp.where(choose & ~finished, state.sign.at[q].set(entering_sign), state.sign)
+    return s, p, sign, finished
+
+
+def _active_schur_factor(P, active, G):
+    """The Cholesky factor of the active rows' Schur complement `A G^{-1} A^T` (`P`'s
+    active block, identity on the inactive rows), with a ridge of `10 eps` times its
+    largest diagonal entry."""
+    m, dtype = P.shape[0], G.dtype
+    both = jnp.outer(active, active)
+    S = jnp.where(both, P, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0).astype(dtype))
+    S = S + 10 * eps(G) * jnp.max(jnp.abs(jnp.diag(S))) * jnp.eye(m, dtype=dtype)
+    return lax.linalg.cholesky(S)
+
+
+def _step_directions(data: _QPData, active, sign, p):
+    """`(r, z, Ps)`: Goldfarb & Idnani's step directions for the signed row `n_p`:
+    `G z + A^T r = n_p`, `A z = 0` for the active rows `A`, so `r = (A G^{-1} A^T)^{-1}
+    A G^{-1} n_p`, `z = G^{-1} (n_p - A^T r)`; multipliers move as `lam - t r`. `Ps`:
+    `C G^{-1} C^T` with the rows signed."""
+    Ps = data.P * jnp.outer(sign, sign)
+    r = cho_solve(_active_schur_factor(Ps, active, data.G), jnp.where(active, Ps[:, p], 0.0))
+    r = jnp.where(active, r, 0.0)
+    z = data.GiC[:, p] * sign[p] - data.GiC @ (sign * r)
+    return r, z, Ps
+
+
+def _full_step(data: _QPData, active, sign, p, s, Ps, r):
+    """`(t1, dependent)`: the step length that makes `p` active, infinite where `n_p`
+    is dependent on the active rows: where adding it leaves no curvature, or where `n`
+    rows are active already (`n` independent rows fix `d`: a further one is dependent
+    whatever rounding makes of its curvature, e.g. in float32 with an ill-conditioned
+    `G`)."""
+    n_p = sign[p] * data.C[p]
+    s_p = sign[p] * s[p]
+    curvature = Ps[p, p] - jnp.dot(Ps[p], r)
+    full_rank = jnp.sum(active) >= data.G.shape[0]
+    threshold = data.tiny * jnp.dot(n_p, n_p) / jnp.maximum(data.g_scale, data.tiny)
+    dependent = (curvature <= threshold) | full_rank
+    t1 = jnp.where(dependent, jnp.inf, -s_p / jnp.where(dependent, 1.0, curvature))
+    return t1, dependent
+
+
+def _partial_step(data: _QPData, lam, active, r):
+    """`(t2, j)`: the step length at which the first active inequality multiplier
+    reaches 0 (infinite where none falls), and its row `j`."""
+    droppable = active & ~data.is_eq & (r > 0)
+    ratios = jnp.where(droppable, lam / jnp.where(droppable, r, 1.0), jnp.inf)
+    j = jnp.argmin(ratios)
+    return ratios[j], j
 
 
 def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, max_passes: int = 10):
@@ -188,12 +253,8 @@ def _refine(G, a, C, b, L, GiC, P, d, lam, active, is_eq, max_passes: int = 10):
     ill-conditioned several are needed: passes go on while the scaled residual
     shrinks, at most `max_passes`. Inequality multipliers are kept non-negative.
     """
-    m = C.shape[0]
     dtype = G.dtype
-    both = jnp.outer(active, active)
-    S = jnp.where(both, P, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0).astype(dtype))
-    S = S + 10 * eps(G) * jnp.max(jnp.abs(jnp.diag(S))) * jnp.eye(m, dtype=dtype)
-    LS = lax.linalg.cholesky(S)
+    LS = _active_schur_factor(P, active, G)
     C_abs, G_abs = jnp.abs(C), jnp.abs(G)
 
     # the residuals' rounding levels at the start: the magnitude of their terms

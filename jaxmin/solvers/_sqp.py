@@ -6,12 +6,13 @@ multipliers `lam_eq`, `lam_in >= 0` and `w = w_lower - w_upper` for the bounds, 
 `g = J_eq^T lam_eq + J_in^T lam_in + w` at a KKT point; Hessian approximation `B`;
 step `p`; relaxation variable `delta`; merit penalties `nu` (one per constraint).
 
-One step (`SQP.step`) reads top to bottom: the Hessian, the QP step
-(`_sqp_subproblem.relaxed_qp`), the penalty update (`penalty_update`), the
-restoration decision (`restoration_plan`), the tests at `x` (`tests_at_x`), the merit
-search with its second-order correction (`_sqp_search.merit_search`), the damped
-BFGS update (`_lagrangian.update_after_step`), and the verdict and progress watch.
-What is measured at one point lives in `_sqp_point.py`.
+One step (`SQP.step`) reads top to bottom: the Hessian, the QP step and the penalty
+update (`_sqp_step.qp_and_penalty`: `_sqp_subproblem.relaxed_qp`, `penalty_update`),
+the restoration decision (`restoration_plan`), the tests at `x` (`tests_at_x`), the
+merit search with its second-order correction (`_sqp_search.search_leg`,
+`sqp_search`), the damped BFGS update (`_lagrangian.update_after_step`), and the
+verdict (`step_verdict`), progress watch and relaxation weight (`next_rho`). What is
+measured at one point lives in `_sqp_point.py`.
 """
 
 from typing import ClassVar, Optional
@@ -21,25 +22,22 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
-from .._misc import as_dtype, below_precision, eps, is_finite, max_norm
+from .._misc import as_dtype, eps, is_finite, max_norm
 from .._typing import ScalarLike
 from ..linear import Lineax
 from ..linesearch import Backtracking
 from ._base import AbstractSolver
 from ._lagrangian import lagrangian_hessian, lagrangian_product
-from ._sqp_point import (
-    bounds_of, evaluate, kkt_residual, lagrangian_grad, violation_l1, violation_l2, violation_max, violation_terms,
-)
-from ._sqp_search import merit_search
+from ._sqp_point import bounds_of, evaluate, kkt_residual, lagrangian_grad, violation_l2, violation_max
+from ._sqp_search import search_leg, sqp_search
 from ._sqp_state import _Phase, _SQPState, _Watch, pack_kkt, unpack_kkt
 from ._sqp_step import (
-    certifiable, certified_reason, certify_tests, hessian_update, next_phase, next_watch, no_certificate,
-    penalty_update, precision_certificate, restoration_plan, rounding_levels, step_reason, tests_at_x,
+    certifiable, certify_tests, hessian_update, next_phase, next_rho, next_watch, no_certificate,
+    precision_certificate, qp_and_penalty, restoration_plan, rounding_levels, step_verdict, tests_at_x,
 )
-from ._sqp_subproblem import QPStep, relaxed_qp, second_order_correction
+from ._sqp_subproblem import QPStep
 from ._stopping import keep_reason, start_reason, terminate
 
-_RHO_MAX = 1e10  # cap of the relaxation weight
 # steps in a row with no progress (f, violation or KKT residual) after which SQP ends
 # the solve itself as a stall (the driver loop's `PATIENCE` is a last resort)
 SQP_PATIENCE = 20
@@ -241,17 +239,10 @@ class SQP(AbstractSolver[_SQPState]):
         ctol, ftol, gtol = self.tolerance_ctol(x), self.tolerance_ftol(x), as_dtype(self.gtol, x)
         B0, num_hvp = self._hessian(fn, x, state, args, constraints)
         # once the violation is certified locally minimal (`restoration_plan`), delta is
-        # pinned to 1 (at no price): the QP then minimises f's model keeping each
-        # constraint's linearised violation from growing, the elastic phase that ends in
-        # an infeasible stationary point (Byrd, Curtis & Nocedal 2010)
+        # pinned to 1: the elastic phase that ends in an infeasible stationary point
+        # (Byrd, Curtis & Nocedal 2010)
         infeasible_mode = phase.certified
-        v0 = violation_l1(pt.c_eq, pt.c_in)
-        # the relaxation's price: rho times the violation's worth in the merit function
-        # (each constraint's violation at its penalty, plus the violation itself)
-        worth = v0 + jnp.dot(state.nu, violation_terms(pt.c_eq, pt.c_in))
-        weight = jnp.where(infeasible_mode, 0.0, state.rho * worth)
-        qp = relaxed_qp(pt, B0, x, lower, upper, weight, jnp.where(infeasible_mode, 1.0, 0.0), state.qp)
-        nu, slope = penalty_update(pt, B0, qp, state.nu, v0, infeasible_mode, x)
+        qp, nu, slope = qp_and_penalty(pt, B0, x, lower, upper, state, infeasible_mode)
         # no progress for SQP_PATIENCE steps (the infeasible phase, which only polishes
         # f at a certified point, gets a quarter of them)
         stalled = state.watch.since >= jnp.where(infeasible_mode, SQP_PATIENCE // 4, SQP_PATIENCE)
@@ -263,42 +254,25 @@ class SQP(AbstractSolver[_SQPState]):
 
         # the line search: on the merit function along p (or the certificate's
         # direction), or on the squared violation alone along the feasibility step
-        restore = plan.restore
-        d = jnp.where(restore, plan.p, jnp.where(cert.stepping, cert.d, qp.p))
-        slope_ls = jnp.where(restore, plan.slope, jnp.where(cert.stepping, cert.slope, slope))
-        noise_ls = jnp.where(restore, noise.v2, noise.merit)
-        merit = lambda q: jnp.where(restore, violation_l2(q.c_eq, q.c_in),
-                                    q.f + jnp.dot(nu, violation_terms(q.c_eq, q.c_in)))
-        phi0 = merit(pt)
-        v2 = violation_l2(pt.c_eq, pt.c_in)
-        v2_cap = jnp.where(phase.restoring & ~restore, jnp.minimum(phase.v2_cap, v2), phase.v2_cap)
-        search = self._search(fn, constraints, args, x, d, pt, phi0, lower, upper, qp, merit, slope_ls, noise,
-                              noise_ls, v2_cap, restore, infeasible_mode,
-                              (qp.ok | restore | cert.stepping) & ~tests.stop, ~restore & ~cert.stepping)
+        leg = search_leg(pt, phase, plan, cert, qp, nu, slope, noise)
+        search = sqp_search(self.linesearch, fn, constraints, args, x, pt, leg, lower, upper, qp, noise,
+                            infeasible_mode, (qp.ok | leg.restore | cert.stepping) & ~tests.stop,
+                            ~leg.restore & ~cert.stepping)
         ok, alpha, phi = search.ok, search.alpha, search.phi
 
         x_new = jnp.where(ok, search.x, x)
         new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), search.point, pt)
         s = x_new - x
-        B, num_updates = hessian_update(state, pt, new, qp, s, x, ok, restore, tests.stop)
+        B, num_updates = hessian_update(state, pt, new, qp, s, x, ok, leg.restore, tests.stop)
         kkt = jnp.where(tests.stop, tests.kkt, kkt_residual(new, qp.lam_eq, qp.lam_in, qp.w, x_new, lower, upper))
         viol = violation_max(new.c_eq, new.c_in)
-        flat = ok & below_precision(phi - phi0, phi0, x) & (max_norm(s) <= 4 * eps(x) * max_norm(x))
-        flat_steps = jnp.where(flat, state.flat_steps + 1, 0)
-        lost = (-slope_ls <= 25 * noise_ls) | (max_norm(d) <= 100 * eps(x) * max_norm(x)) | ~qp.ok
-        reason, pending = certified_reason(step_reason(tests, state, pt, ok, restore, lost, flat_steps, ctol, ftol),
-                                           cert, ok, eligible)
-        # the relaxed QP's multipliers grow with its weight, and its dual iterations
-        # cancel terms of that size: beyond 1 / (1000 eps) (8e3 in float32) its step
-        # is rounding, so rho stops there (1e10 in float64)
-        rho_max = min(_RHO_MAX, 1 / (1000 * eps(x)))
-        rho = jnp.where(qp.delta > 0.1, jnp.minimum(state.rho * 1e3, rho_max), state.rho)
+        reason, pending, flat_steps = step_verdict(tests, state, pt, leg, search, s, qp, cert, eligible, x, ctol, ftol)
         return x_new, _SQPState(
-            point=new, qp=qp, B=B, num_updates=num_updates, nu=nu, rho=rho,
+            point=new, qp=qp, B=B, num_updates=num_updates, nu=nu, rho=next_rho(state.rho, qp, x),
             kkt=kkt, violation=viol, flat_steps=flat_steps, pending=pending,
-            unchanged=~ok | (jnp.abs(phi - phi0) <= 4 * noise_ls),
+            unchanged=~ok | (jnp.abs(phi - leg.phi0) <= 4 * leg.noise),
             watch=next_watch(state.watch, new, viol, kkt, plan.certified, ctol, x),
-            phase=next_phase(phase, plan, tests.stop, ok, alpha, viol, v2, v2_cap, ctol),
+            phase=next_phase(phase, plan, tests.stop, ok, alpha, viol, leg.v2, leg.v2_cap, ctol),
             reason=keep_reason(state.reason, reason), alpha=jnp.where(ok, alpha, 0.0), ls_evals=search.k,
             num_fun_evals=state.num_fun_evals + search.k, num_hvp_evals=num_hvp + cert.products,
         )
@@ -323,31 +297,6 @@ class SQP(AbstractSolver[_SQPState]):
             return no_certificate(x), jnp.array(False)
         eligible = certifiable(pt, x, lower, upper, qp, state.violation, ctol)
         return precision_certificate(product, pt, x, lower, upper, qp, state.pending, eligible), eligible
-
-    def _search(self, fn, constraints, args, x, d, pt, phi0, lower, upper, qp, merit, slope, noise, noise_ls,
-                v2_cap, restore, infeasible_mode, searchable, correct):
-        """`merit_search` along `d` with SQP's acceptance tests and parameters."""
-        v0 = violation_l1(pt.c_eq, pt.c_in)
-        c1, shrink = as_dtype(self.linesearch.c1, x), as_dtype(self.linesearch.shrink, x)
-        # along the feasibility step a quarter of the decrease the slope promises: the
-        # Gauss-Newton model misses the constraints' curvature, and a weaker test
-        # passes overshooting steps that leave the violation where it was
-        c1 = jnp.where(restore, jnp.maximum(c1, 0.25), c1)
-        use_soc = pt.c_eq.shape[0] + pt.c_in.shape[0] > 0
-
-        def admissible(q):
-            # where restoration ended is in the filter (Fletcher & Leyffer 2002): a step
-            # along p must not end above that squared violation, or the two phases cycle
-            below_cap = restore | (violation_l2(q.c_eq, q.c_in) <= v2_cap + 10 * noise.v2)
-            # the infeasible phase decreases f without letting the violation grow
-            # (beyond its rounding): the point stays a minimiser of the violation
-            return below_cap & (~infeasible_mode | (violation_l1(q.c_eq, q.c_in) <= v0 + 10 * noise.l1))
-
-        correction = (lambda first: second_order_correction(pt, first, qp)) if use_soc else None
-        return merit_search(
-            lambda z: evaluate(fn, constraints, z, args), merit, admissible, correction, x, d, pt, phi0, lower, upper,
-            slope=slope, allow=jnp.where(restore, 0.0, 10 * noise_ls), c1=c1, shrink=shrink,
-            max_steps=self.linesearch.max_steps + int(use_soc), searchable=searchable, correct=correct)
 
     def verdict(self, state):
         feasible = state.violation <= self.tolerance_ctol(state.g)

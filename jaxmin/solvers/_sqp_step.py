@@ -1,7 +1,7 @@
-"""The pieces of one SQP step (`SQP.step` calls them in this order): the penalty
-update, the restoration decision, the rounding levels and the tests at `x`, then,
-after the merit search, the Hessian update, the step's verdict, the progress watch
-and the restoration phase.
+"""The pieces of one SQP step (`SQP.step` calls them in this order): the QP step and
+the penalty update, the restoration decision, the rounding levels and the tests at
+`x`, then, after the merit search, the Hessian update, the step's verdict, the
+progress watch, the restoration phase and the relaxation weight.
 
 Notation as in `_sqp.py` (Nocedal & Wright ch. 18).
 """
@@ -11,25 +11,41 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Bool, Int, Scalar
 
-from .._misc import eps, max_norm
+from .._misc import below_precision, eps, max_norm
 from .._solution import Reason
 from .._typing import Vector
 from ._lagrangian import update_after_step
 from ._sqp_point import (
     _Point, constraint_scales, kkt_residual, lagrangian_grad, merit_noise, violated, violation_floor,
-    violation_l2, violation_terms,
+    violation_l1, violation_l2, violation_terms,
 )
 from ._sqp_state import _Phase, _SQPState, _Watch
-from ._sqp_subproblem import QPStep, feasibility_step
+from ._sqp_subproblem import QPStep, feasibility_step, relaxed_qp
 from ._stopping import at_precision_level, lost_in_rounding, stall_reason
 from ._trust_cg import accurate_newton_direction
 
 _NU_MAX = 1e12  # cap of the merit penalty
+_RHO_MAX = 1e10  # cap of the relaxation weight
 # the fraction of the best linearised violation reduction a step must achieve before
 # the feasibility step replaces it (Byrd, Nocedal & Waltz 2008, "steering" rule)
 _STEER = 0.1
 # steps in a row that leave the merit function and x unchanged to rounding: a failure
 _MAX_FLAT_STEPS = 10
+
+
+def qp_and_penalty(pt: _Point, B, x, lower, upper, state: _SQPState, infeasible_mode):
+    """`(qp, nu, slope)`: the relaxed QP's step (`relaxed_qp`), its relaxation priced
+    at `rho` times the violation's worth in the merit function (each constraint's
+    violation at its penalty, plus the violation itself), then the penalties and the
+    merit function's slope along `p` (`penalty_update`). In the infeasible phase
+    (`infeasible_mode`) delta is pinned to 1 at no price: the QP then minimises f's
+    model keeping each constraint's linearised violation from growing."""
+    v0 = violation_l1(pt.c_eq, pt.c_in)
+    worth = v0 + jnp.dot(state.nu, violation_terms(pt.c_eq, pt.c_in))
+    weight = jnp.where(infeasible_mode, 0.0, state.rho * worth)
+    qp = relaxed_qp(pt, B, x, lower, upper, weight, jnp.where(infeasible_mode, 1.0, 0.0), state.qp)
+    nu, slope = penalty_update(pt, B, qp, state.nu, v0, infeasible_mode, x)
+    return qp, nu, slope
 
 
 def penalty_update(pt: _Point, B, qp: QPStep, nu_old, v0, infeasible_mode, x):
@@ -204,6 +220,21 @@ def step_reason(tests: _Tests, state: _SQPState, pt: _Point, ok, restore, lost, 
                      jnp.where(failed | (flat_steps >= _MAX_FLAT_STEPS), fail_end, Reason.RUNNING))
 
 
+def step_verdict(tests: _Tests, state: _SQPState, pt: _Point, leg, search, s, qp: QPStep, cert, eligible, x,
+                 ctol, ftol):
+    """`(reason, pending, flat_steps)` after the search along `leg` (`_sqp_search.SearchLeg`):
+    the step's `step_reason`, a PRECISION stop held for the certificate or certified
+    (`certified_reason`), and the count of steps in a row that left the merit
+    function and x unchanged to rounding."""
+    ok = search.ok
+    flat = ok & below_precision(search.phi - leg.phi0, leg.phi0, x) & (max_norm(s) <= 4 * eps(x) * max_norm(x))
+    flat_steps = jnp.where(flat, state.flat_steps + 1, 0)
+    lost = (-leg.slope <= 25 * leg.noise) | (max_norm(leg.d) <= 100 * eps(x) * max_norm(x)) | ~qp.ok
+    reason = step_reason(tests, state, pt, ok, leg.restore, lost, flat_steps, ctol, ftol)
+    reason, pending = certified_reason(reason, cert, ok, eligible)
+    return reason, pending, flat_steps
+
+
 def next_watch(watch: _Watch, new: _Point, viol, kkt, certified, ctol, x) -> _Watch:
     """Progress: the violation fell by 1% (while above ctol), f fell beyond rounding
     at a violation no worse than the best, the squared violation fell by 1%, or the
@@ -319,3 +350,13 @@ def certified_reason(reason, cert: _Certificate, ok, eligible):
     reason = jnp.where(cert.stepping & ~ok, Reason.STALLED, reason)
     defer = (reason == Reason.PRECISION) & eligible & ~cert.certified
     return jnp.where(defer, Reason.RUNNING, reason).astype(jnp.int32), defer
+
+
+def next_rho(rho, qp: QPStep, x):
+    """The relaxation weight after this step: 1000-fold where the QP relaxed the
+    constraints by more than a tenth. The relaxed QP's multipliers grow with the
+    weight, and its dual iterations cancel terms of that size: beyond `1 / (1000
+    eps)` (8e3 in float32) its step is rounding, so `rho` stops there (1e10 in
+    float64)."""
+    rho_max = min(_RHO_MAX, 1 / (1000 * eps(x)))
+    return jnp.where(qp.delta > 0.1, jnp.minimum(rho * 1e3, rho_max), rho)
