@@ -8,7 +8,6 @@ optimality measure for `PATIENCE` steps has stalled), and divergence (f falling 
 
 from typing import Any, NamedTuple
 
-import jax
 import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
@@ -17,7 +16,7 @@ from ._constraints import Constraints
 from ._misc import eps, max_norm
 from ._solution import Reason
 from ._typing import Vector
-from ._warm import resumes, warm_state
+from ._warm import continue_or_refresh, refreshed_state
 from .solvers._stopping import PATIENCE, stall_reason, status_of
 
 # reasons that end a solve in failure, which divergence may explain better
@@ -63,17 +62,22 @@ def start(solver, fn, x0, args, constraints, max_steps, earlier=None, problem=No
     """The carry at `x0`: the solver's initial state, or with `earlier` (a warm start,
     `_warm.Earlier`) the state it continues from; done already if the solver says so or
     `max_steps` is 0. `problem` is the problem's digest, kept for later warm starts."""
-    state = solver.init(fn, x0, args, constraints)
-    n = jnp.array(0, jnp.int32)
-    f0, opt0 = state.f, solver.optimality_norm(state)
-    watch = Watch(f0, max_norm(x0), opt0, f0, opt0, jnp.array(0, jnp.int32), problem)
-    if earlier is not None:
-        old_digest = None if earlier.progress is None else earlier.progress.problem
-        same = resumes(x0, earlier.x, problem, old_digest)
-        state = warm_state(solver, state, earlier.state, same)
-        n = earlier.num_steps
-        if old_digest is not None:  # (a batch's record has none: a fresh record then)
-            watch = jax.tree.map(lambda a, b: jnp.where(same, a, b), earlier.progress, watch)
+
+    def fresh():
+        state = solver.init(fn, x0, args, constraints)
+        f0, opt0 = state.f, solver.optimality_norm(state)
+        return state, Watch(f0, max_norm(x0), opt0, f0, opt0, jnp.array(0, jnp.int32), problem)
+
+    def refresh():
+        state, watch = fresh()
+        return refreshed_state(solver, state, earlier.state), watch
+
+    if earlier is None:
+        state, watch = fresh()
+        n = jnp.array(0, jnp.int32)
+    else:
+        state, watch = continue_or_refresh(earlier, x0, problem, refresh)
+        n = jnp.asarray(earlier.num_steps, jnp.int32)
     done, _ = solver.terminate(state)
     return Carry(x0, state, n, done | (max_steps <= 0), watch)
 

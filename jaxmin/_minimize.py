@@ -156,6 +156,10 @@ def minimize(
     # Outside any trace the failure is raised here, as a plain Python error; inside
     # `jit`/`vmap` the compiled solve raises it at run time.
     traced = is_traced(problem)
+    # inside the caller's trace, arrays that are not traced (closed over by its `jit`)
+    # are digested here, once, as constants; outside, all are digested in the solve
+    digest = _digest(fn, args, solver, eq, ineq, bounds) if traced else None
+    problem = (*problem, digest)
     try:
         sol = run(_solve, problem, x0, (throw and traced, verbose, bool(has_aux)), max_steps)
     except jax.errors.TracerBoolConversionError as error:
@@ -212,9 +216,16 @@ def _check_output(fn, has_aux, x0, args) -> None:
         )
 
 
+def _digest(fn, args, solver, eq, ineq, bounds):
+    """`_warm.fingerprint` of the problem: the same in `minimize` and in `_solve_body`
+    (where the leaves `run` traces are arrays, the others as they were)."""
+    return fingerprint((fn, args, solver, eq, ineq, bounds))
+
+
 def _solve_body(static, dynamic, max_steps) -> Solution:
     throw, verbose, has_aux = static.options
-    fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier = merge(static, dynamic)
+    (fn, x0, args, solver, implicit_solver, eq, ineq, bounds, callback, earlier,
+     digest) = merge(static, dynamic)
     x0 = jax.tree.map(jnp.asarray, x0)
     _check_output(fn, has_aux, x0, args)
     x_flat, ravel, unravel = flattener(x0)
@@ -237,11 +248,10 @@ def _solve_body(static, dynamic, max_steps) -> Solution:
         fresh = jax.eval_shape(lambda x, args: solver.init(flat_fn, x, args, box), x_flat, args)
         check_compatible(solver, fresh, earlier)
         if earlier.x is not None:
-            earlier = eqx.tree_at(lambda e: e.x, earlier, ravel(earlier.x))
+            earlier = earlier._replace(x=ravel(earlier.x))
     monitor = Monitor(verbose=verbose, callback=callback, unravel=unravel)
     # the problem's digest: a later warm start continues this solve exactly only if equal
-    problem = fingerprint(jax.lax.stop_gradient(eqx.filter((fn, args, solver, eq, ineq, bounds),
-                                                           eqx.is_array)))
+    problem = _digest(fn, args, solver, eq, ineq, bounds) if digest is None else digest
     x, state, num_steps, status, reason, progress = solve_implicit(
         solver, flat_fn, x_flat, args, max_steps, monitor, implicit_solver, constraints, throw,
         earlier, problem,

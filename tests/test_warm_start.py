@@ -210,3 +210,79 @@ def test_sqp_continuation_from_a_warm_start_finds_each_new_solution():
         np.testing.assert_allclose(warm.x, _to_simplex(a), atol=1e-6)
         np.testing.assert_allclose(cold.x, _to_simplex(a), atol=1e-6)
     assert int(warm.num_fun_evals) - int(first.num_fun_evals) < cold_evals
+
+
+# ------------------------------------------------------------- the problem's digest
+# A resumption takes f and g from the earlier state; a problem whose digest differs (here
+# one matrix entry moved by one ulp) starts afresh: f and g evaluated at its args.
+_MATRIX = jnp.diag(jnp.logspace(0.0, 2.0, 8)) + 0.1
+
+
+class _Calls:
+    """A count of evaluations (an object: a closure's list would count in the digest)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def add(self):
+        self.count += 1
+
+
+def _counted_quadratic(calls):
+    def fn(x, m):
+        jax.debug.callback(calls.add)  # once per evaluation, at run time
+        return 0.5 * x @ m @ x - jnp.sum(x)
+
+    return fn
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_resuming_evaluates_nothing_at_the_start_and_a_changed_entry_is_a_new_problem(dtype):
+    calls = _Calls()
+    fn, solver = _counted_quadratic(calls), jm.LBFGS()
+    m = _MATRIX.astype(dtype)
+    changed = m.at[2, 5].set(np.nextafter(m[2, 5], np.inf, dtype=dtype))
+    first = jm.minimize(fn, jnp.zeros(8, dtype), solver, args=(m,), max_steps=3)  # digested in the solve
+    traced = jax.jit(lambda s, m: jm.minimize(fn, s.x, solver, args=(m,), max_steps=0, warm_start=s))
+
+    def constant(m):  # `m` closed over by the caller's `jit`: digested once, while tracing
+        return jax.jit(lambda s: jm.minimize(fn, s.x, solver, args=(m,), max_steps=0, warm_start=s))
+
+    resumes = [(lambda s: traced(s, m), True), (constant(m), True),
+               (lambda s: traced(s, changed), False), (constant(changed), False)]
+    for resume, same in resumes:
+        jax.block_until_ready(resume(first))  # (compiles)
+        calls.count = 0
+        sol = jax.block_until_ready(resume(first))
+        assert calls.count == (0 if same else 1)
+        assert int(sol.num_fun_evals) == int(first.num_fun_evals) + (0 if same else 1)
+        if same:  # the earlier state's own f and g
+            np.testing.assert_array_equal(sol.fun, first.fun)
+            np.testing.assert_array_equal(sol.state.g, first.state.g)
+        else:
+            f_changed = 0.5 * first.x @ changed @ first.x - jnp.sum(first.x)
+            np.testing.assert_allclose(sol.fun, f_changed, rtol=4 * float(jnp.finfo(dtype).eps))
+
+
+def _closure_over(c):
+    return lambda x: jnp.sum(_D * (x - c) ** 2)  # minimiser c
+
+
+def test_a_changed_closed_over_array_or_int_arg_is_a_new_problem():
+    # warm starts at the earlier solution, whose f and g would pass for converged were
+    # the earlier state kept: each must solve the new problem (closed forms)
+    solver = jm.LBFGS()
+    first = jm.minimize(_closure_over(_C), _X0, solver)
+    moved = 2.0 * _C
+    direct = jm.minimize(_closure_over(moved), first.x, solver, warm_start=first)
+    traced = jax.jit(lambda c, s: jm.minimize(_closure_over(c), s.x, solver, warm_start=s))(moved, first)
+    for sol in (direct, traced):
+        assert bool(sol.success)
+        np.testing.assert_allclose(sol.x, moved, atol=1e-6)
+
+    def shifted(x, k):  # `k` a Python int: not traced, a part of the compiled program
+        return jnp.sum(_D * (x - k * _C) ** 2)
+
+    one = jm.minimize(shifted, _X0, solver, args=(1,))
+    two = jm.minimize(shifted, one.x, solver, args=(2,), warm_start=one)
+    np.testing.assert_allclose(two.x, 2.0 * _C, atol=1e-6)
