@@ -275,7 +275,9 @@ class ProblemGroup:
     `ineq(x, k)`), `k` selecting the problem by `lax.switch`: one compilation serves
     the whole group. Constraints are padded to a common count with rows that are
     always satisfied and have zero gradient (`0 = 0`, `1 >= 0`); bounds are arrays
-    (`+-inf` where free), so every member has the same structure."""
+    (`+-inf` where free), so every member has the same structure. (One group for all
+    dimensions, the smaller problems padded with fixed variables, compiles twice as
+    long as a group per dimension: measured 108 s of CPU against 56.)"""
 
     def __init__(self, problems):
         import jax
@@ -300,10 +302,47 @@ class ProblemGroup:
         self.fn = lambda x, k: lax.switch(k, fns, x)
         self.eq = (lambda x, k: lax.switch(k, eqs, x)) if self.me else None
         self.ineq = (lambda x, k: lax.switch(k, ineqs, x)) if self.mi else None
+        # for SciPy: compiled once per group and dtype
+        self._jitted = {"fg": jax.jit(jax.value_and_grad(self.fn))}
+        for name, c in (("eq", self.eq), ("ineq", self.ineq)):
+            if c is not None:
+                self._jitted[name], self._jitted["J" + name] = jax.jit(c), jax.jit(jax.jacfwd(c))
 
     def bounds(self, problem, dtype=jnp.float64):
         b = problem.bounds or ((-INF,) * self.n, (INF,) * self.n)
         return jnp.asarray(b[0], dtype), jnp.asarray(b[1], dtype)
+
+    def slsqp(self, k, problem, dtype, **options):
+        """SciPy SLSQP on `problem` (the `k`-th) from its start, clipped to its bounds
+        as `minimize` does, through the group's jitted functions in `dtype`."""
+        import warnings
+
+        import numpy as np
+        import scipy.optimize
+
+        kk, fns = jnp.int32(k), self._jitted
+        me = 0 if problem.eq is None else int(problem.eq(jnp.zeros(self.n)).shape[0])
+        mi = 0 if problem.ineq is None else int(problem.ineq(jnp.zeros(self.n)).shape[0])
+        as_dtype = lambda x: jnp.asarray(np.asarray(x), dtype)
+        cons = [{"type": kind, "fun": lambda x, kind=kind, m=m: np.asarray(fns[kind](as_dtype(x), kk), float)[:m],
+                 "jac": lambda x, kind=kind, m=m: np.asarray(fns["J" + kind](as_dtype(x), kk), float)[:m]}
+                for kind, m in (("eq", me), ("ineq", mi)) if m]
+        bounds = None
+        if problem.bounds is not None:
+            bounds = [(None if math.isinf(lo) else lo, None if math.isinf(up) else up)
+                      for lo, up in zip(*problem.bounds)]
+
+        def fun(x):
+            f, g = fns["fg"](as_dtype(x), kk)
+            return float(f), np.asarray(g, float)
+
+        x0 = np.asarray(problem.x0, float)
+        if bounds is not None:
+            x0 = np.clip(x0, *(np.asarray(b, float) for b in problem.bounds))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return scipy.optimize.minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
+                                           options=options)
 
 
 def groups(problems) -> list[ProblemGroup]:

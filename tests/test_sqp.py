@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
 from hs_constrained import CONSTRAINED, groups
 from hs_problems import all_problems
 
@@ -62,50 +61,15 @@ def _solved(p, f, x) -> bool:
     return abs(f - p.f_star) <= 1e-6 * max(1.0, abs(p.f_star)) and _violation(p, x) <= 1e-6
 
 
-def _slsqp(group, k, p):
-    """SciPy SLSQP from the same start, on jitted JAX functions of the group."""
-    kk = jnp.int32(k)
-    me = 0 if p.eq is None else int(jax.eval_shape(p.eq, jnp.zeros(p.n)).shape[0])
-    mi = 0 if p.ineq is None else int(jax.eval_shape(p.ineq, jnp.zeros(p.n)).shape[0])
-    fg = group.slsqp_fns["fg"]
-    cons = []
-    if me:
-        cons.append({"type": "eq", "fun": lambda x: np.asarray(group.slsqp_fns["eq"](x, kk))[:me],
-                     "jac": lambda x: np.asarray(group.slsqp_fns["Jeq"](x, kk))[:me]})
-    if mi:
-        cons.append({"type": "ineq", "fun": lambda x: np.asarray(group.slsqp_fns["ineq"](x, kk))[:mi],
-                     "jac": lambda x: np.asarray(group.slsqp_fns["Jineq"](x, kk))[:mi]})
-    bounds = None
-    if p.bounds is not None:
-        bounds = [(None if math.isinf(lo) else lo, None if math.isinf(up) else up) for lo, up in zip(*p.bounds)]
-
-    def fun(x):
-        f, g = fg(x, kk)
-        return float(f), np.asarray(g)
-
-    x0 = np.asarray(p.x0, float)
-    if bounds is not None:  # SciPy clips x0 too; do it explicitly, as minimize does
-        x0 = np.clip(x0, *(np.asarray(b, float) for b in p.bounds))
-    return scipy.optimize.minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
-                                   options={"ftol": 1e-10, "maxiter": MAX_STEPS})
-
-
 @pytest.fixture(scope="module")
 def hs_results():
     """`{name: (jaxmin (solved, evals, status), slsqp (solved, nfev))}` over every HS problem."""
     out = {}
     for group in groups(all_problems()):
-        group.slsqp_fns = {
-            "fg": jax.jit(jax.value_and_grad(group.fn)),
-            "eq": jax.jit(group.eq) if group.eq else None,
-            "Jeq": jax.jit(jax.jacfwd(group.eq)) if group.eq else None,
-            "ineq": jax.jit(group.ineq) if group.ineq else None,
-            "Jineq": jax.jit(jax.jacfwd(group.ineq)) if group.ineq else None,
-        }
         for k, p in enumerate(group.problems):
             sol = jm.minimize(group.fn, jnp.asarray(p.x0), SOLVER, args=(jnp.int32(k),), eq=group.eq,
                               ineq=group.ineq, bounds=group.bounds(p), max_steps=MAX_STEPS)
-            ref = _slsqp(group, k, p)
+            ref = group.slsqp(k, p, jnp.float64, ftol=1e-10, maxiter=MAX_STEPS)
             out[p.name] = (
                 (_solved(p, float(sol.fun), sol.x), int(sol.num_fun_evals), int(sol.status)),
                 (_solved(p, float(ref.fun), ref.x), int(ref.nfev)),

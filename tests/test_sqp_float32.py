@@ -14,14 +14,10 @@ Compilations are the budget: the HS problems of one dimension share one objectiv
 (`hs_constrained.ProblemGroup`), the infeasible starts one `vmap`.
 """
 
-import math
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.optimize
 from hs_constrained import groups
 from hs_problems import all_problems
 from test_sqp import _violation
@@ -100,53 +96,18 @@ def _grade(p, x):
     return abs(f - p.f_star) <= F_TOL * max(1.0, abs(p.f_star)) and v <= V_TOL, f, v
 
 
-def _slsqp(fns, k, p):
-    """SciPy SLSQP (`ftol=1e-6`) on the group's jitted float32 functions."""
-    kk = jnp.int32(k)
-    spec = jax.ShapeDtypeStruct((p.n,), F32)
-    me = 0 if p.eq is None else int(jax.eval_shape(p.eq, spec).shape[0])
-    mi = 0 if p.ineq is None else int(jax.eval_shape(p.ineq, spec).shape[0])
-    as32 = lambda x: jnp.asarray(np.asarray(x), F32)
-    cons = []
-    if me:
-        cons.append({"type": "eq", "fun": lambda x: np.asarray(fns["eq"](as32(x), kk), float)[:me],
-                     "jac": lambda x: np.asarray(fns["Jeq"](as32(x), kk), float)[:me]})
-    if mi:
-        cons.append({"type": "ineq", "fun": lambda x: np.asarray(fns["ineq"](as32(x), kk), float)[:mi],
-                     "jac": lambda x: np.asarray(fns["Jineq"](as32(x), kk), float)[:mi]})
-    bounds = None
-    if p.bounds is not None:
-        bounds = [(None if math.isinf(lo) else lo, None if math.isinf(up) else up) for lo, up in zip(*p.bounds)]
-
-    def fun(x):
-        f, g = fns["fg"](as32(x), kk)
-        return float(f), np.asarray(g, float)
-
-    x0 = np.asarray(p.x0, float)
-    if bounds is not None:
-        x0 = np.clip(x0, *(np.asarray(b, float) for b in p.bounds))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return scipy.optimize.minimize(fun, x0, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
-                                       options={"ftol": 1e-6, "maxiter": 500})
-
-
 @pytest.fixture(scope="module")
 def hs_float32():
-    """`{name: ((solved, converged, status, f, x), (solved, success, f))}`: SQP, SLSQP."""
+    """`{name: ((solved, converged, status, f, x), (solved, success, f))}`: SQP, SLSQP
+    (`ftol=1e-6`) on the same float32 functions."""
     out = {}
     for group in groups(all_problems()):
-        fns = {"fg": jax.jit(jax.value_and_grad(group.fn)),
-               "eq": jax.jit(group.eq) if group.eq else None,
-               "Jeq": jax.jit(jax.jacfwd(group.eq)) if group.eq else None,
-               "ineq": jax.jit(group.ineq) if group.ineq else None,
-               "Jineq": jax.jit(jax.jacfwd(group.ineq)) if group.ineq else None}
         for k, p in enumerate(group.problems):
             sol = jm.minimize(group.fn, jnp.asarray(p.x0, F32), jm.SQP(), args=(jnp.int32(k),), eq=group.eq,
                               ineq=group.ineq, bounds=group.bounds(p, F32))
             assert sol.x.dtype == F32
             solved, f, _ = _grade(p, sol.x)
-            ref = _slsqp(fns, k, p)
+            ref = group.slsqp(k, p, F32, ftol=1e-6, maxiter=500)
             ref_solved, ref_f, _ = _grade(p, ref.x)
             out[p.name] = ((solved, bool(sol.success), jm.Status(int(sol.status)).name, f, np.asarray(sol.x)),
                            (ref_solved, bool(ref.success), ref_f))
