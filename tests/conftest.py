@@ -53,7 +53,8 @@ def pytest_unconfigure(config):
 _LONG_FIRST = (
     "test_verdicts.py::test_float32_mgh_verdicts",
     "test_bfgs.py::test_float32_verdicts",
-    "test_sqp_float32.py::test_hs_float32",
+    "test_sqp_float32.py::test_hs_float32",  # (all the tests of a module fixture together,
+    "test_sqp.py::test_hs_",  # at the front of one worker's queue: it is computed once)
     "test_sharding.py::test_sharded_suite",
     "test_notebooks.py::test_notebook_runs",
     "test_docs.py::",

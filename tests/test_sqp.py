@@ -77,7 +77,7 @@ def hs_results():
     return out
 
 
-def test_at_least_25_hs_problems(hs_results):
+def test_hs_at_least_25_problems(hs_results):
     assert len(hs_results) >= 25
     assert len(CONSTRAINED) >= 16
 

@@ -51,7 +51,7 @@ OTHER_KKT = {"hs016": 23.1447, "hs020": 40.1987, "hs033": -4.0, "hs025": 32.835}
 # predicted a decrease (~3e-8) below f's rounding and the first-order guard passed it.
 # The second-order certificate of a PRECISION stop (`_sqp_step.precision_certificate`:
 # CG on exact Hessian-vector products of the Lagrangian over the free coordinates)
-# meets the negative curvature there and steps along it: hs038 is solved (`test_hs038_float32`).
+# meets the negative curvature there and steps along it: hs038 is solved (`test_hs_float32_hs038_is_solved`).
 FALSE_PRECISION: set = set()
 KKT_TOL = 1e-5  # the relative float64 KKT error of a float32 end point at a KKT point
 
@@ -138,7 +138,7 @@ def test_hs_float32_versus_slsqp(hs_float32):
             assert error > KKT_TOL, (name, error)  # fixed? then move it to OTHER_KKT
 
 
-def test_hs038_float32(hs_float32):
+def test_hs_float32_hs038_is_solved(hs_float32):
     # Wood's function passes a saddle (Hessian eigenvalue -0.12) where the first-order
     # precision test alone ended the solve CONVERGED, f = 7.877: the certificate's
     # negative-curvature step leaves it, and the solve ends at the minimum (f* = 0)
