@@ -299,3 +299,35 @@ def test_jacobi_svd_against_lapack(key):
         np.testing.assert_allclose(V.T @ V, jnp.eye(4), atol=1e-14)
         G = US.T @ US  # orthogonal columns
         np.testing.assert_allclose(G - jnp.diag(jnp.diag(G)), 0.0, atol=1e-12 * float(jnp.max(sigma)) ** 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_qr_preconditioned_jacobi_svd_against_lapack(key, dtype):
+    # the tall case runs the rotations on the QR factorisation's triangle: the same
+    # singular values, an orthogonal V, and b = U^T r (the part of r in A's range),
+    # against LAPACK in float64, full rank and rank-deficient, badly scaled columns
+    from jaxmin.solvers._jacobi_svd import jacobi_svd_projected
+
+    k1, k2 = jax.random.split(key)
+    A = jax.random.normal(k1, (20, 4), jnp.float64)
+    r = jax.random.normal(k2, (20,), jnp.float64)
+    deficient = A.at[:, 3].set(A[:, 0] - 2.0 * A[:, 1])
+    eps = float(jnp.finfo(dtype).eps)
+    for M in (A, deficient, A * jnp.array([[1e-3, 1.0, 1e2, 1.0]])):
+        sigma, V, b = jacobi_svd_projected(M.astype(dtype), r.astype(dtype))
+        assert sigma.dtype == V.dtype == b.dtype == dtype
+        U_ref, s_ref, _ = np.linalg.svd(np.asarray(M), full_matrices=False)
+        top = float(s_ref[0])
+        np.testing.assert_allclose(np.sort(np.asarray(sigma, np.float64))[::-1], s_ref, atol=50 * eps * top)
+        np.testing.assert_allclose(np.asarray(V.T @ V, np.float64), np.eye(4), atol=50 * eps)
+        # the least-squares solution of M x = r from the factors equals lstsq's
+        # (minimum norm where M is rank-deficient), and |b| = |projection of r|
+        s64, V64, b64 = (np.asarray(z, np.float64) for z in (sigma, V, b))
+        keep = s64 > 100 * eps * top
+        x = V64[:, keep] @ (b64[keep] / s64[keep])
+        x_ref = np.linalg.lstsq(np.asarray(M), np.asarray(r), rcond=100 * eps)[0]
+        cond = top / float(s_ref[s_ref > 100 * eps * top][-1])
+        np.testing.assert_allclose(x, x_ref, atol=100 * eps * cond * np.linalg.norm(x_ref))
+        rank = int(np.sum(s_ref > 100 * eps * top))
+        np.testing.assert_allclose(np.linalg.norm(b64[keep]), np.linalg.norm(U_ref[:, :rank].T @ np.asarray(r)),
+                                   rtol=100 * eps)
