@@ -76,7 +76,7 @@ def _householder_r(A: Float[Array, "m n"], r):
     products only, as the rotations above."""
     m, n = A.shape
     rows = jnp.arange(m)
-    a = [A[:, j] for j in range(n)]
+    a = list(A.T)  # (the columns, contiguous)
     for j in range(n):
         x = jnp.where(rows >= j, a[j], 0.0)
         alpha = -jnp.where(x[j] >= 0, 1.0, -1.0) * jnp.sqrt(jnp.dot(x, x))
