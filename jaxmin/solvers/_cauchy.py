@@ -248,19 +248,23 @@ def subspace_point(
     inverted by Sherman-Morrison-Woodbury: `d = -r / theta - Z^T W N^-1 M W^T Z r /
     theta^2` with `N = I - M W^T Z Z^T W / theta`. `W^T Z Z^T W` comes from `free_gram`
     (`[Y S]^T Z Z^T [Y S]`, kept up to date by `_compact.update_free`), so the step
-    costs O(m n), not O(m^2 n). `c` is recomputed from `x_cp` rather than carried along
-    the Cauchy search: the accumulated one loses digits in float32 on badly scaled
-    problems. As in Morales & Nocedal (2011), the unconstrained subspace minimiser is
+    costs O(m n), not O(m^2 n): two products by `W^T` and one by `W` (`W^T Z r` comes
+    from `free_gram` too, so `r` is never formed). `c` is recomputed from `x_cp` rather
+    than carried along the Cauchy search: the accumulated one loses digits in float32
+    on badly scaled problems. As in Morales & Nocedal (2011), the unconstrained subspace minimiser is
     projected onto the bounds; when that is not a descent direction from `x`, it is
     backtracked into the box instead (BLNZ eq. 5.8).
     """
     free, theta, scale = cp.free, b.theta, b.scale
     c = b.wt(cp.x - x)
-    r = jnp.where(free, g + theta * (cp.x - x) - b.w(b.middle @ c), 0.0)
+    mc = b.middle @ c
+    q = jnp.where(free, g + theta * (cp.x - x), 0.0)  # r = q - Z^T W M c
     wzw = free_gram * scale[:, None] * scale[None, :]
     n_mat = jnp.eye(wzw.shape[0], dtype=x.dtype) - (b.middle @ wzw) / theta
-    v = jnp.linalg.solve(n_mat, b.middle @ b.wt(r))
-    d = jnp.where(free, -r / theta - b.w(v) / theta**2, 0.0)
+    # W^T Z r = W^T q - W^T Z Z^T W M c
+    v = jnp.linalg.solve(n_mat, b.middle @ (b.wt(q) - wzw @ mc))
+    # d = -r / theta - Z^T W v / theta^2, with one product by W
+    d = jnp.where(free, -q / theta + b.w(mc / theta - v / theta**2), 0.0)
     d = jnp.where(jnp.isfinite(d), d, 0.0)
     projected = jnp.clip(cp.x + d, lower, upper)
     truncated = jnp.clip(cp.x + jnp.minimum(max_step(cp.x, d, lower, upper), 1.0) * d, lower, upper)

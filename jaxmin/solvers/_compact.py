@@ -30,10 +30,13 @@ from jaxtyping import Array, Bool, Float, Int, Scalar
 from .._misc import eps
 from .._typing import Vector
 
-# The free set's change is applied in blocks of this many variables, at most
-# `CHANGED_BLOCKS` of them; a larger change rebuilds the free Gram matrix (O(m^2 n)).
-BLOCK = 128
-CHANGED_BLOCKS = 4
+# The free set's change is applied variable by variable when at most
+# `n // CHANGED_FRACTION` variables changed (in `n // FEW_CHANGED` slots when that
+# holds them); a larger change, or `n <= SMALL_N`, rebuilds the free Gram matrix
+# (O(m^2 n)).
+CHANGED_FRACTION = 8
+FEW_CHANGED = 64
+SMALL_N = 512
 
 
 class Memory(eqx.Module):
@@ -75,15 +78,18 @@ def add_pair(memory: Memory, s: Vector, y: Vector, g: Vector, failed: Bool[Array
     sy_new, yy = jnp.dot(s, y), jnp.dot(y, y)
     store = ~failed & (sy_new > eps(s) * -jnp.dot(g, s))
     row = memory.k % m
-    ys = memory.ys.at[row].set(jnp.where(store, y, memory.ys[row]))
-    ys = ys.at[m + row].set(jnp.where(store, s, memory.ys[m + row]))
+    # both rows read before either is written, so the history is updated in place
+    y_row, s_row = jnp.where(store, y, memory.ys[row]), jnp.where(store, s, memory.ys[m + row])
+    ys = memory.ys.at[row].set(y_row).at[m + row].set(s_row)
+    # every product with the new pair from one pass over the histories: 2m x 4
+    free = memory.free
+    products = ys @ jnp.stack([y, s, jnp.where(free, y, 0.0), jnp.where(free, s, 0.0)], axis=1)
     slot = jnp.arange(m, dtype=row.dtype)
-    sy = jnp.where((slot == row)[:, None], (s @ ys[:m].T)[None, :], memory.sy)
-    sy = jnp.where((slot == row)[None, :], (ys[m:] @ y)[:, None], sy)
-    ss = _set_row_col(memory.ss, row, ys[m:] @ s)
-    free_products = ys @ jnp.where(memory.free[:, None], jnp.stack([y, s], axis=1), 0.0)  # 2m x 2
-    gram = _set_row_col(memory.free_gram, row, free_products[:, 0])
-    gram = _set_row_col(gram, m + row, free_products[:, 1])
+    sy = jnp.where((slot == row)[:, None], products[:m, 1][None, :], memory.sy)
+    sy = jnp.where((slot == row)[None, :], products[m:, 0][:, None], sy)
+    ss = _set_row_col(memory.ss, row, products[m:, 1])
+    gram = _set_row_col(memory.free_gram, row, products[:, 2])
+    gram = _set_row_col(gram, m + row, products[:, 3])
     theta = jnp.where(store, yy / jnp.where(store, sy_new, 1.0), memory.theta)
     return Memory(
         ys=ys, sy=jnp.where(store, sy, memory.sy), ss=jnp.where(store, ss, memory.ss),
@@ -101,28 +107,31 @@ def free_gram(ys: Float[Array, "2m n"], free: Bool[Array, " n"]) -> Float[Array,
 def update_free(memory: Memory, free: Bool[Array, " n"]) -> Memory:
     """The memory with its free Gram matrix taken over the new free set `free`: the
     variables that entered add their columns' outer products, those that left subtract
-    them (Zhu et al. 1997, `formk`). They are gathered by blocks of `BLOCK` variables,
-    at most `CHANGED_BLOCKS` blocks; a larger change, or `n <= BLOCK * CHANGED_BLOCKS`,
-    rebuilds the matrix (`lax.cond`: one branch runs, except under `vmap`). The update
-    and the rebuild agree to rounding (the sums run in another order)."""
+    them (Zhu et al. 1997, `formk`): O(m^2) per changed variable. Their columns are
+    gathered by index into a fixed number of slots, `n // FEW_CHANGED` or
+    `n // CHANGED_FRACTION`, whichever holds them; a larger change, or `n <= SMALL_N`,
+    rebuilds the matrix (`lax.switch`: one branch runs, except under `vmap`; none when
+    the free set is unchanged). The update and the rebuild agree to rounding (the sums
+    run in another order)."""
     ys, n = memory.ys, free.shape[0]
-    if n <= BLOCK * CHANGED_BLOCKS:  # the update would cost a rebuild
+    if n <= SMALL_N:  # the update would cost about a rebuild
         return eqx.tree_at(lambda mem: (mem.free, mem.free_gram), memory, (free, free_gram(ys, free)))
     changed = free != memory.free
-    num_blocks = -(-n // BLOCK)
-    per_block = jnp.any(jnp.pad(changed, (0, num_blocks * BLOCK - n)).reshape(num_blocks, BLOCK), axis=1)
 
-    def incremental():
-        blocks = jnp.nonzero(per_block, size=CHANGED_BLOCKS, fill_value=num_blocks)[0]
-        cols = (blocks[:, None] * BLOCK + jnp.arange(BLOCK)[None, :]).ravel()
+    def incremental(slots):
+        cols = jnp.nonzero(changed, size=slots, fill_value=n)[0]
         inside = cols < n
         cols = jnp.minimum(cols, n - 1)
-        sign = jnp.where(inside & changed[cols], jnp.where(free[cols], 1.0, -1.0), 0.0).astype(ys.dtype)
+        sign = jnp.where(inside, jnp.where(free[cols], 1.0, -1.0), 0.0).astype(ys.dtype)
         w = ys[:, cols]
         return memory.free_gram + (w * sign[None, :]) @ w.T
 
-    small = jnp.sum(per_block) <= CHANGED_BLOCKS
-    gram = lax.cond(small, incremental, lambda: free_gram(ys, free))
+    few, most = n // FEW_CHANGED, n // CHANGED_FRACTION
+    count = jnp.sum(changed)
+    branch = jnp.where(count == 0, 0, jnp.where(count <= few, 1, jnp.where(count <= most, 2, 3)))
+    branches = [lambda: memory.free_gram, lambda: incremental(few), lambda: incremental(most),
+                lambda: free_gram(ys, free)]
+    gram = lax.switch(branch, branches)
     return eqx.tree_at(lambda mem: (mem.free, mem.free_gram), memory, (free, gram))
 
 
@@ -139,15 +148,20 @@ class Compact(eqx.Module):
         m = self.ys.shape[0] // 2
         return jnp.where(jnp.arange(2 * m) < m, 1.0, self.theta).astype(self.ys.dtype)
 
+    def _halves(self) -> Float[Array, "2 m n"]:
+        """`[Y; S]` as one `2 x m x n` array: a view, where slices of `ys` would be copied
+        out at every product."""
+        return self.ys.reshape(2, -1, self.ys.shape[1])
+
     def wt(self, v: Vector) -> Float[Array, " 2m"]:
         """`W^T v`."""
-        m = self.ys.shape[0] // 2
-        return jnp.concatenate([self.ys[:m] @ v, self.theta * (self.ys[m:] @ v)])
+        yv, sv = self._halves() @ v
+        return jnp.concatenate([yv, self.theta * sv])
 
     def w(self, u: Float[Array, " 2m"]) -> Vector:
         """`W u`."""
-        m = self.ys.shape[0] // 2
-        return u[:m] @ self.ys[:m] + self.theta * (u[m:] @ self.ys[m:])
+        wy, ws = jnp.einsum("hk,hkn->hn", u.reshape(2, -1), self._halves())
+        return wy + self.theta * ws
 
     def curvature(self, v: Vector) -> Scalar:
         """`v^T B v`."""
