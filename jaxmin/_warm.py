@@ -75,7 +75,7 @@ def fingerprint(tree) -> jax.Array:
     """A uint32 digest of the problem `tree` holds, so that a warm start can tell
     whether it continues the same problem: every array and number among its leaves
     (`args`, bounds, the solver's hyperparameters, the arrays of an `eqx.Module` `fn`)
-    and among what its functions capture (`captured`). Arrays count by their bits, not
+    and among what its functions capture (`_captured`). Arrays count by their bits, not
     their values: exact, and the same in any compiled program.
 
     An array that is not traced (a constant of the compiled program: an array `fn`
@@ -108,12 +108,12 @@ def _values(tree, seen: set) -> list:
         if isinstance(leaf, _NUMBERS):
             values.append(leaf)
         elif callable(leaf):
-            for part in captured(leaf, seen):
+            for part in _captured(leaf, seen):
                 values += _values(part, seen)
     return values
 
 
-def captured(fn, seen: set) -> list:
+def _captured(fn, seen: set) -> list:
     """What a function reads besides its arguments, as far as Python shows it: a
     closure's cells and defaults (so `lambda x: loss(x, lam)` counts `lam`), a
     `functools.partial`'s arguments, a bound method's object, a wrapped function
