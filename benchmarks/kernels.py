@@ -24,7 +24,6 @@ import numpy as np
 
 # instructions that run no kernel of their own
 _FREE = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
-_OPCODE = re.compile(r"[\s\]})]([a-z][\w\-]*)\((?:%|\))")
 _HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
 
 
@@ -41,8 +40,19 @@ def computations(hlo: str) -> dict[str, list[str]]:
 
 
 def _opcode(line: str) -> str:
-    match = _OPCODE.search(line.split(" = ", 1)[1])
-    return match.group(1) if match else "?"
+    """The opcode of an instruction line `name = shape opcode(operands), attributes`
+    (the shape a tuple `(...)` or a token like `f64[2]{0}`)."""
+    rest = line.split(" = ", 1)[1]
+    if rest.startswith("("):  # a tuple shape: skip to its closing parenthesis
+        depth = 0
+        for end, char in enumerate(rest):
+            depth += (char == "(") - (char == ")")
+            if depth == 0:
+                break
+        rest = rest[end + 1:]
+    else:
+        rest = rest.split(" ", 1)[1]
+    return rest.strip().split("(", 1)[0]
 
 
 def _callees(line: str, opcode: str) -> list[tuple[str, str]]:
@@ -71,7 +81,7 @@ def loop_tree(hlo: str) -> list[str]:
         nested = []
         for line in comps[name]:
             opcode = _opcode(line)
-            if opcode in _FREE or opcode == "?":
+            if opcode in _FREE:
                 continue
             kinds[opcode] += 1
             nested += _callees(line, opcode)
