@@ -15,82 +15,37 @@ same jax/jaxlib, while times drift with the load.
 
 import argparse
 import collections
-import re
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .hlo import parse
+
 # instructions that run no kernel of their own
 _FREE = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
-_HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
-
-
-def computations(hlo: str) -> dict[str, list[str]]:
-    """The instruction lines of each computation of an HLO module's text."""
-    comps, current = {}, None
-    for line in hlo.splitlines():
-        header = _HEADER.match(line)
-        if header and not line.startswith(" "):
-            current = comps.setdefault(header.group(1), [])
-        elif current is not None and line.startswith("  ") and " = " in line:
-            current.append(line)
-    return comps
-
-
-def _opcode(line: str) -> str:
-    """The opcode of an instruction line `name = shape opcode(operands), attributes`
-    (the shape a tuple `(...)` or a token like `f64[2]{0}`)."""
-    rest = line.split(" = ", 1)[1]
-    if rest.startswith("("):  # a tuple shape: skip to its closing parenthesis
-        depth = 0
-        for end, char in enumerate(rest):
-            depth += (char == "(") - (char == ")")
-            if depth == 0:
-                break
-        rest = rest[end + 1:]
-    else:
-        rest = rest.split(" ", 1)[1]
-    return rest.strip().split("(", 1)[0]
-
-
-def _callees(line: str, opcode: str) -> list[tuple[str, str]]:
-    """`(role, computation)` run by a `while`, `conditional` or `call` instruction."""
-    if opcode == "while":
-        return [(role, re.search(rf"{role}=%?([\w.\-]+)", line).group(1)) for role in ("condition", "body")]
-    if opcode == "conditional":
-        names = re.search(r"branch_computations=\{([^}]*)\}", line)
-        found = re.findall(r"%?([\w.\-]+)", names.group(1)) if names else [
-            re.search(rf"{role}_computation=%?([\w.\-]+)", line).group(1) for role in ("true", "false")]
-        return [("branch", name) for name in found]
-    if opcode == "call":
-        return [("call", re.search(r"to_apply=%?([\w.\-]+)", line).group(1))]
-    return []
+# what the tree calls the computations a `while`, `conditional` or `call` runs
+_ROLES = {"condition": "condition", "body": "body", "to_apply": "call", "branch_computations": "branch",
+          "true_computation": "branch", "false_computation": "branch"}
 
 
 def loop_tree(hlo: str) -> list[str]:
     """One line per computation that runs kernels: its role, its kernel count per trip
     and their kinds, indented by nesting (the entry first)."""
-    comps = computations(hlo)
-    entry = next(name for name in reversed(list(comps)) if name.startswith("main"))
+    program = parse(hlo)
     out = []
 
     def visit(name: str, role: str, depth: int) -> None:
-        kinds = collections.Counter()
-        nested = []
-        for line in comps[name]:
-            opcode = _opcode(line)
-            if opcode in _FREE:
-                continue
-            kinds[opcode] += 1
-            nested += _callees(line, opcode)
+        kinds = collections.Counter(ins.opcode for ins in program.computations[name] if ins.opcode not in _FREE)
         shown = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
         out.append(f"{'  ' * depth}{role}: {sum(kinds.values())} ({shown})")
-        for child_role, child in nested:
-            visit(child, child_role, depth + 1)
+        for ins in program.computations[name]:
+            if ins.opcode in ("while", "conditional", "call"):
+                for key, callee in ins.callees:
+                    visit(callee, _ROLES[key], depth + 1)
 
-    visit(entry, "entry", 0)
+    visit(program.entry, "entry", 0)
     return out
 
 

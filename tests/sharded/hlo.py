@@ -1,16 +1,14 @@
-"""Where the collectives of a compiled XLA program are: `collectives(text)` parses
-`jax.jit(f).lower(...).compile().as_text()`."""
+"""Where the collectives of a compiled XLA program are: `collectives(text)` reads
+`jax.jit(f).lower(...).compile().as_text()` (parsed by `benchmarks.hlo`)."""
 
 import dataclasses
 import re
 
 import numpy as np
 
+from benchmarks.hlo import parse
+
 COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
-_HEADER = re.compile(r"^(?:ENTRY )?%(\S+) .*\{$")
-_OP = re.compile(r"^\s*(?:ROOT )?%\S+ = (.+?) ([a-z][a-z0-9-]*)\(")
-_CALLS = re.compile(r"\b(condition|body|to_apply|calls|branch_computations|true_computation|"
-                    r"false_computation)=\{?([^,}\s]+(?:, %[^,}\s]+)*)\}?")
 
 
 @dataclasses.dataclass
@@ -44,34 +42,20 @@ class Collective:
 
 def collectives(text: str) -> list[Collective]:
     """Every collective of the program with its shape and where it sits."""
-    ops: dict[str, list[tuple[str, str]]] = {}  # computation -> [(op, shape)]
+    program = parse(text)
     parent: dict[str, tuple[str, str]] = {}  # computation -> (caller, role)
-    entry, current = None, None
-    for line in text.splitlines():
-        header = _HEADER.match(line)
-        if header:
-            current = header.group(1)
-            ops[current] = []
-            if line.startswith("ENTRY"):
-                entry = current
-            continue
-        op = _OP.match(line)
-        if op is None or current is None:
-            continue
-        shape, name = op.group(1), op.group(2)
-        base = name.removesuffix("-start").removesuffix("-done")
-        if base in COLLECTIVES and not name.endswith("-done"):
-            ops[current].append((base, shape))
-        for key, callees in _CALLS.findall(line):
-            role = f"while-{key}" if name == "while" else name
-            for callee in callees.split(", "):
-                parent.setdefault(callee.lstrip("%"), (current, role))
+    for name, instructions in program.computations.items():
+        for ins in instructions:
+            for key, callee in ins.callees:
+                parent.setdefault(callee, (name, f"while-{key}" if ins.opcode == "while" else ins.opcode))
     found = []
-    for comp, comp_ops in ops.items():
+    for comp, instructions in program.computations.items():
         path, c = [], comp
-        while c != entry and c in parent:
+        while c != program.entry and c in parent:
             c, role = parent[c]
             path.append(role)
-        for op, shape in comp_ops:
-            found.append(Collective(op, shape, tuple(reversed(path))))
+        for ins in instructions:
+            base = ins.opcode.removesuffix("-start").removesuffix("-done")
+            if base in COLLECTIVES and not ins.opcode.endswith("-done"):
+                found.append(Collective(base, ins.shape, tuple(reversed(path))))
     return found
