@@ -7,14 +7,22 @@ number of operations each runs per trip (fusions, copies, dots, custom calls suc
 LAPACK's; a `while` or `conditional` counts as one, plus what it runs), and the steady
 time of the whole solve. On the CPU every such operation is one thunk of XLA's runtime,
 and on small problems (or under ``vmap``, where every op touches the whole batch) the
-time per step follows their count, not the arithmetic. ``--vmap N`` solves a batch of N
-starts under ``jax.vmap`` instead of one. Counts come from
+time per step follows their count, not the arithmetic. Each line also gives the largest
+buffer its thunks touch (nested loops included): XLA:CPU runs a thunk sequence in
+program order only while every buffer is at most ``SEQUENTIAL_BYTES`` (or the sequence
+is a chain, or has at most 8 thunks); above, it schedules the thunks as a dependency
+graph, at several times the cost per thunk (``graph`` on the line; see
+``benchmarks/README.md``, "Steady time of small problems"). ``--vmap N`` solves a batch of N
+starts under ``jax.vmap`` instead of one; ``--threshold`` times solves on either side of
+that threshold instead. Counts come from
 ``jit(...).lower(...).compile().as_text()``; they are the same on every machine with the
 same jax/jaxlib, while times drift with the load.
 """
 
 import argparse
 import collections
+import math
+import re
 import time
 
 import jax
@@ -25,23 +33,53 @@ from .hlo import parse
 
 # instructions that run no kernel of their own
 _FREE = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
+# instructions that run other computations
+_NESTING = ("while", "conditional", "call")
 # what the tree calls the computations a `while`, `conditional` or `call` runs
 _ROLES = {"condition": "condition", "body": "body", "to_apply": "call", "branch_computations": "branch",
           "true_computation": "branch", "false_computation": "branch"}
+# XLA:CPU's ThunkExecutor runs a sequence in order when no thunk touches a larger buffer
+# (its `execute_sequential_buffer_threshold`)
+SEQUENTIAL_BYTES = 512
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4,
+          "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+_ARRAY = re.compile(r"^([a-z0-9]+)\[([0-9,]*)\]")
+
+
+def buffer_bytes(shape: str) -> int:
+    """The size of an array shape such as `f64[20,20]{1,0}`; 0 for a tuple or token."""
+    array = _ARRAY.match(shape)
+    if array is None or array.group(1) not in _BYTES:
+        return 0
+    return _BYTES[array.group(1)] * math.prod(int(d) for d in array.group(2).split(",") if d)
 
 
 def loop_tree(hlo: str) -> list[str]:
     """One line per computation that runs kernels: its role, its kernel count per trip
-    and their kinds, indented by nesting (the entry first)."""
+    and their kinds, and the largest buffer they touch (`graph` above
+    `SEQUENTIAL_BYTES`), indented by nesting (the entry first)."""
     program = parse(hlo)
+    largest: dict[str, int] = {}
+
+    def biggest(name: str) -> int:
+        # a loop or branch thunk touches the buffers of what it runs
+        if name not in largest:
+            own = [buffer_bytes(ins.shape) for ins in program.computations[name]]
+            nested = [biggest(callee) for ins in program.computations[name] if ins.opcode in _NESTING
+                      for _, callee in ins.callees]
+            largest[name] = max(own + nested, default=0)
+        return largest[name]
+
     out = []
 
     def visit(name: str, role: str, depth: int) -> None:
         kinds = collections.Counter(ins.opcode for ins in program.computations[name] if ins.opcode not in _FREE)
         shown = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
-        out.append(f"{'  ' * depth}{role}: {sum(kinds.values())} ({shown})")
+        size = biggest(name)
+        mode = "graph" if size > SEQUENTIAL_BYTES and sum(kinds.values()) > 8 else "in order"
+        out.append(f"{'  ' * depth}{role}: {sum(kinds.values())} ({shown}) [{mode}, buffers up to {size} B]")
         for ins in program.computations[name]:
-            if ins.opcode in ("while", "conditional", "call"):
+            if ins.opcode in _NESTING:
                 for key, callee in ins.callees:
                     visit(callee, _ROLES[key], depth + 1)
 
@@ -83,12 +121,73 @@ def _cases(batch: int | None):
     return cases
 
 
+def _threshold_cases():
+    """Solves on either side of `SEQUENTIAL_BYTES` (float64): L-BFGS-B on HS4 with 4 and 5
+    pairs (its `2m x 2m` matrices 512 and 800 bytes), BFGS on Rosenbrock n = 8 and 9
+    (`H` 512 and 648 bytes), jaxmin's and Optimistix's. Each returns `(x, steps)`."""
+    import optimistix as optx
+
+    import jaxmin as jm
+
+    def rosenbrock(x):
+        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def hs004(x):
+        return (x[0] + 1.0) ** 3 / 3.0 + x[1]
+
+    def lbfgsb(m):
+        bounds = (jnp.array([1.0, 0.0]), jnp.array([jnp.inf, jnp.inf]))
+        solver = jm.LBFGS(gtol=1e-6, history_size=m)
+        return lambda x0: (lambda s: (s.x, s.num_steps))(jm.minimize(hs004, x0, solver, bounds=bounds))
+
+    def bfgs(x0):
+        sol = jm.minimize(rosenbrock, x0, jm.BFGS(gtol=1e-6), max_steps=10000)
+        return sol.x, sol.num_steps
+
+    def optx_bfgs(x0):
+        solver = optx.BFGS(rtol=1e-8, atol=1e-8)
+        sol = optx.minimise(lambda y, _: rosenbrock(y), solver, x0, max_steps=10000, throw=False)
+        return sol.value, sol.stats["num_steps"]
+
+    hs4 = jnp.array([1.125, 0.125])
+    start = lambda n: jnp.asarray(np.resize([-1.2, 1.0], n))
+    return {
+        "L-BFGS-B HS4, history 4": (lbfgsb(4), hs4), "L-BFGS-B HS4, history 5": (lbfgsb(5), hs4),
+        "jaxmin BFGS n=8": (bfgs, start(8)), "jaxmin BFGS n=9": (bfgs, start(9)),
+        "Optimistix BFGS n=8": (optx_bfgs, start(8)), "Optimistix BFGS n=9": (optx_bfgs, start(9)),
+    }
+
+
+def threshold(repeats: int) -> None:
+    """Steady time and time per step of `_threshold_cases`, interleaved, with the
+    execution mode of each compiled program's outer loop body."""
+    cases = {name: jax.jit(solve).lower(x0).compile() for name, (solve, x0) in _threshold_cases().items()}
+    starts = {name: x0 for name, (_, x0) in _threshold_cases().items()}
+    steps = {name: int(call(starts[name])[1]) for name, call in cases.items()}
+    times = collections.defaultdict(list)
+    for _ in range(repeats):
+        for name, call in cases.items():
+            start = time.perf_counter()
+            jax.block_until_ready(call(starts[name]))
+            times[name].append(time.perf_counter() - start)
+    for name, call in cases.items():
+        body = next(line for line in loop_tree(call.as_text()) if line.startswith("  body:"))
+        steady = np.median(times[name]) * 1e6
+        print(f"{name}: {steps[name]} steps, steady {steady:.1f} us, {steady / steps[name]:.2f} us a step; "
+              f"outer body {body.split('[')[1].rstrip(']')}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vmap", type=int, default=None, metavar="N", help="a batch of N starts under vmap")
     parser.add_argument("--repeats", type=int, default=50, help="calls timed for the steady time")
+    parser.add_argument("--threshold", action="store_true",
+                        help="time solves on either side of the 512-byte threshold instead")
     opts = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
+    if opts.threshold:
+        threshold(opts.repeats)
+        return
     for name, (solve, x0) in _cases(opts.vmap).items():
         compiled = jax.jit(solve).lower(x0).compile()
         jax.block_until_ready(compiled(x0))

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from benchmarks.kernels import loop_tree
+from benchmarks.kernels import buffer_bytes, loop_tree
 
 
 def test_loop_tree_finds_each_loop_and_branch_with_its_kernels():
@@ -27,6 +27,32 @@ def test_loop_tree_finds_each_loop_and_branch_with_its_kernels():
     count = int(body.split(":")[1].split("(")[0])
     assert count >= 2 and "conditional" in body
     # the count is the sum of the kinds listed
-    kinds = body.split("(", 1)[1].rstrip(")").split(", ")
+    kinds = body.split("(", 1)[1].split(")")[0].split(", ")
     assert count == sum(int(k.split()[0]) for k in kinds)
     assert any("sort" in line for line in tree)
+
+
+def _body_line(size: int) -> str:
+    """The loop body's line for a loop of many kernels on a small vector that also
+    carries a `size x size` float64 matrix (touched in a nested branch)."""
+
+    def program(v, m):
+        def body(carry):
+            i, v, m = carry
+            for _ in range(6):
+                v = jnp.sort(v)[::-1] * 0.5  # a sort is a kernel of its own
+            m = lax.cond(v[0] > 0, lambda: m * 0.5, lambda: m)
+            return i + 1, v, m
+
+        return lax.while_loop(lambda c: c[0] < 3, body, (0, v, m))
+
+    text = jax.jit(program).lower(jnp.arange(5.0), jnp.ones((size, size), jnp.float64)).compile().as_text()
+    return next(line for line in loop_tree(text) if line.strip().startswith("body:"))
+
+
+def test_loop_tree_gives_the_largest_buffer_and_the_execution_mode():
+    at, above = _body_line(8), _body_line(9)  # 8 * 8 * 8 = 512 bytes, 9 * 9 * 8 = 648
+    assert "[in order, buffers up to 512 B]" in at
+    assert "[graph, buffers up to 648 B]" in above
+    assert buffer_bytes("f32[3,4]{1,0}") == 48 and buffer_bytes("pred[]") == 1
+    assert buffer_bytes("(f64[], s32[])") == 0
