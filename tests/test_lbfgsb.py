@@ -561,6 +561,64 @@ def test_sorted_cauchy_search_matches_sequential_reference():
     np.testing.assert_allclose(cp.x, np.clip(x - t_ref * g, lo, up), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_blocked_and_flat_breakpoint_walks_follow_the_stable_sort(dtype):
+    """Both walks of the Cauchy scan pass the breakpoints in the order of a stable
+    argsort (ties by index), over padding, zeros (never passed) and infinities."""
+    from jaxmin.solvers._cauchy import SCAN_BLOCK, _blocked_walk, _flat_walk
+
+    rng = np.random.default_rng(3)
+    n = 3 * SCAN_BLOCK + 17  # a partial last block
+    t = rng.exponential(size=n)
+    t[rng.random(n) < 0.2] = np.inf
+    t[:40] = t[60:100]  # ties, also across blocks
+    t = np.asarray(t.astype(dtype))
+    expected = np.argsort(t, kind="stable")[: int(np.sum(np.isfinite(t))) + 1]  # one inf: the end
+    for make in (_flat_walk, _blocked_walk):
+        walk = make(jnp.asarray(t))
+
+        @jax.jit
+        def order(state):
+            def step(state, _):
+                t_next, i, aux = walk.next(state)
+                return walk.passed(state, t_next, i, aux, jnp.array(False)), (t_next, i)
+
+            return lax.scan(step, state, None, length=len(expected))[1]
+
+        t_seq, i_seq = order(walk.state)
+        np.testing.assert_array_equal(np.asarray(i_seq)[:-1], expected[:-1])
+        np.testing.assert_array_equal(np.asarray(t_seq), t[expected])
+
+
+@pytest.mark.parametrize("scale", [0.5, 50.0])
+def test_cauchy_point_with_no_pairs_matches_sequential_reference(scale):
+    """With no pair stored the model is `theta I` and, beyond the scan's breakpoints,
+    the Cauchy point comes in closed form; it must be BLNZ's walk's. `scale` 0.5: the
+    minimiser `1 / theta` lies among the breakpoints; 50: every coordinate reaches its
+    bound first."""
+    from jaxmin.solvers._cauchy import SCAN_BREAKPOINTS, _scan_cauchy, breakpoints, cauchy_point
+    from jaxmin.solvers._compact import compact, empty_memory
+
+    n = 4 * SCAN_BREAKPOINTS
+    rng = np.random.default_rng(4)
+    lo, up = -rng.uniform(0.1, 1, n), rng.uniform(0.1, 1, n)
+    x, g = rng.uniform(lo, up), scale * rng.choice([-1.0, 1.0], n) * rng.uniform(1, 2, n)
+    g[:5] = 0.0  # coordinates that never move
+    if scale < 1:
+        lo[5:10] = -np.inf  # some that never reach a bound below
+    model = compact(empty_memory(5, jnp.asarray(x)))
+    args = [jnp.asarray(v) for v in (x, g, lo, up)]
+    found, _ = _scan_cauchy(args[1], breakpoints(*args), model)
+    assert not bool(found)  # beyond the scan
+    cp = cauchy_point(*args, model, empty=jnp.array(True))
+    t_ref = _cauchy_reference(x, g, lo, up, float(model.theta) * np.eye(n))
+    assert (t_ref < 1 / float(model.theta)) == (scale > 1)
+    assert float(cp.t) == pytest.approx(t_ref, rel=1e-12)
+    np.testing.assert_allclose(cp.x, np.clip(x - t_ref * g, lo, up), rtol=0, atol=1e-12)
+    ref_t = np.asarray(breakpoints(*args))
+    np.testing.assert_array_equal(cp.free, ref_t > t_ref)
+
+
 def test_breakpoint_order_is_a_stable_argsort():
     from jaxmin.solvers._cauchy import breakpoint_order
 

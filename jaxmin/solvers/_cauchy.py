@@ -4,9 +4,13 @@ Lu, Nocedal & Zhu 1995, §4-5; Morales & Nocedal 2011), on the compact model
 
 Notation: `x, g`; bounds `lower`, `upper`; pairs `s`, `y` in ring buffers (rows);
 `theta` scales the initial matrix. Everything has fixed shapes: the Cauchy search
-passes breakpoints in a bounded loop (then, if needed, sorts them all and evaluates
-the segments a chunk at a time with prefix sums); free variables are masks.
+passes breakpoints in a bounded loop (the next one a `min` over the rest, or over
+block minima for large `n`), then, if needed, sorts them all and evaluates the
+segments a chunk at a time with prefix sums (or, with no pair stored, takes the
+minimiser in closed form); free variables are masks.
 """
+
+from typing import Any, Callable, NamedTuple
 
 import equinox as eqx
 import jax
@@ -47,10 +51,73 @@ def _segment_step(slope, curv, tau, t_next):
     return found, jnp.where(jnp.isfinite(t), t, tau)
 
 
+# from this many unknowns the scan finds the next breakpoint through block minima
+BLOCKED_SCAN = 4096
+SCAN_BLOCK = 64
+
+
+class _Walk(NamedTuple):
+    """The breakpoints in the order `(t, index)`, one at a time: `next(state)` gives
+    `(t_next, i, aux)` (`t_next` infinite when none is left), `passed(state, t_next, i,
+    aux, found)` the state after passing `i` (unchanged when `found`)."""
+
+    state: Any
+    next: Callable
+    passed: Callable
+
+
+def _flat_walk(rest: Vector) -> _Walk:
+    """The next breakpoint is the `min` of those not passed, which are set to `inf`
+    as they are passed: two passes over `n` per breakpoint, few kernels."""
+    n = rest.shape[0]
+    iota = jnp.arange(n, dtype=jnp.int32)
+
+    def next_(rest):
+        t_next = jnp.min(rest, initial=jnp.inf)
+        return t_next, jnp.minimum(jnp.min(jnp.where(rest == t_next, iota, n)), n - 1), None
+
+    def passed(rest, t_next, i, aux, found):
+        return jnp.where(found | (iota != i), rest, jnp.inf)
+
+    return _Walk(rest, next_, passed)
+
+
+def _blocked_walk(rest: Vector) -> _Walk:
+    """The same order from the minima of blocks of `SCAN_BLOCK` breakpoints: a
+    breakpoint costs a pass over the block minima and one block, not over `n`, and
+    nothing `n`-sized is written (the passed ones are those before the last passed in
+    the order `(t, index)`)."""
+    n = rest.shape[0]
+    num = -(-n // SCAN_BLOCK)
+    blocks = jnp.pad(rest, (0, num * SCAN_BLOCK - n), constant_values=jnp.inf).reshape(num, SCAN_BLOCK)
+    lane, rows = jnp.arange(SCAN_BLOCK, dtype=jnp.int32), jnp.arange(num, dtype=jnp.int32)
+
+    def next_(state):
+        block_min, t_last, i_last = state
+        t_next = jnp.min(block_min)
+        blk = jnp.minimum(jnp.min(jnp.where(block_min == t_next, rows, num)), num - 1)
+        row = blocks[blk[None]][0]  # (by an index array, as the scan's other reads)
+        index = blk * SCAN_BLOCK + lane
+        left = (row > t_last) | ((row == t_last) & (index > i_last))
+        j = jnp.min(jnp.where(left & (row == t_next), lane, SCAN_BLOCK))
+        return t_next, jnp.minimum(blk * SCAN_BLOCK + j, n - 1), (blk, row, left, j)
+
+    def passed(state, t_next, i, aux, found):
+        block_min, t_last, i_last = state
+        blk, row, left, j = aux
+        row_min = jnp.min(jnp.where(left & (lane != j), row, jnp.inf))
+        block_min = jnp.where(~found & (rows == blk), row_min, block_min)
+        return block_min, jnp.where(found, t_last, t_next), jnp.where(found, i_last, i)
+
+    start = (jnp.min(blocks, axis=1), jnp.zeros((), rest.dtype), jnp.array(-1, jnp.int32))
+    return _Walk(start, next_, passed)
+
+
 def _scan_cauchy(g, t, b: Compact):
     """BLNZ Algorithm CP as written: pass the breakpoints one by one (the next one is a
-    `min` over the rest, no sort), updating `p = W^T d`, `c = W^T (x(tau) - x)` and
-    `G = |d|^2` (eq. 4.9-4.10), for at most `SCAN_BREAKPOINTS` of them.
+    `min` over the rest, no sort; from `BLOCKED_SCAN` unknowns over block minima),
+    updating `p = W^T d`, `c = W^T (x(tau) - x)` and `G = |d|^2` (eq. 4.9-4.10), for
+    at most `SCAN_BREAKPOINTS` of them.
 
     Returns `(found, t_star)`; `found` is False when the minimiser lies further on.
     """
@@ -61,18 +128,16 @@ def _scan_cauchy(g, t, b: Compact):
     big_g0 = jnp.dot(d, d)
     curv0 = b.theta * big_g0 - jnp.dot(p0, b.middle @ p0)
     floor = eps(g) * curv0
-    iota = jnp.arange(n, dtype=jnp.int32)
+    walk = (_blocked_walk if n >= BLOCKED_SCAN else _flat_walk)(jnp.where(moving, t, jnp.inf))
 
     def body(carry):
         j, tau, p, c, big_g, rest, _, _ = carry
-        t_next = jnp.min(rest, initial=jnp.inf)
+        # the next breakpoint (coordinate i reaches its bound; ties one per turn)
+        t_next, i, aux = walk.next(rest)
         slope = -(1 - b.theta * tau) * big_g - jnp.dot(p, b.middle @ c)
         curv = jnp.maximum(b.theta * big_g - jnp.dot(p, b.middle @ p), floor)
         found, t_star = _segment_step(slope, curv, tau, t_next)
         found = found | (big_g <= 0)
-        # pass the next breakpoint (coordinate i reaches its bound; ties one per turn)
-        i = jnp.min(jnp.where(rest == t_next, iota, n))
-        i = jnp.minimum(i, n - 1)
         # gathers by an index array: over a sharded x each device reads its own part
         # (a scalar index would gather all of g and W onto every device)
         at = i[None]
@@ -80,15 +145,14 @@ def _scan_cauchy(g, t, b: Compact):
         c = jnp.where(found, c, c + (t_next - tau) * p)
         p = jnp.where(found, p, p + g_i * w_i)
         big_g = jnp.where(found, big_g, big_g - g_i**2)
-        rest = jnp.where(found | (iota != i), rest, jnp.inf)
+        rest = walk.passed(rest, t_next, i, aux, found)
         return j + 1, jnp.where(found, tau, t_next), p, c, big_g, rest, found, t_star
 
     def cond(carry):
         return ~carry[6] & (carry[0] < SCAN_BREAKPOINTS)
 
     zero = jnp.zeros((), g.dtype)
-    start = (jnp.array(0, jnp.int32), zero, p0, jnp.zeros_like(p0), big_g0,
-             jnp.where(moving, t, jnp.inf), jnp.array(False), zero)
+    start = (jnp.array(0, jnp.int32), zero, p0, jnp.zeros_like(p0), big_g0, walk.state, jnp.array(False), zero)
     out = lax.while_loop(cond, body, start)
     return out[6], out[7]
 
@@ -206,15 +270,29 @@ def _sorted_cauchy(g, t, b: Compact):
     return lax.while_loop(lambda c: ~c.found & (c.index < num), chunk, start).t_star
 
 
-def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact) -> CauchyPoint:
+def _steepest_cauchy(g, t, b: Compact) -> Scalar:
+    """`t_star` when no pair is stored (`B = theta I`): the slope along the path is
+    `-(1 - theta tau) G(tau)`, so the first minimiser is `1 / theta`, or earlier the
+    last breakpoint of a coordinate that moves (`g_i != 0`), after which nothing moves
+    (the sequential walk's result, without passing the breakpoints)."""
+    last = jnp.max(jnp.where((t > 0) & (g != 0), t, 0.0), initial=0.0)
+    return jnp.minimum(1 / b.theta, last)
+
+
+def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact,
+                 empty: Bool[Array, ""] = False) -> CauchyPoint:
     """The first local minimiser of the quadratic model along `P(x - t g)` (BLNZ §4,
-    Algorithm CP).
+    Algorithm CP); `empty`: no pair is stored (`B = theta I`).
 
     The first `SCAN_BREAKPOINTS` breakpoints are passed one at a time, as in BLNZ,
     each found by a `min` (XLA's sort is slow on CPU, and the Cauchy point usually lies
     within the first few segments); beyond them all breakpoints are sorted and the
     segments evaluated `CHUNK` at a time with prefix sums, up to the first chunk that
-    holds the minimiser (`lax.cond`: only one branch runs, except under `vmap`).
+    holds the minimiser (`lax.cond`: only one branch runs, except under `vmap`), or,
+    with no pair stored (the first step, and after a reset), the minimiser comes in
+    closed form: there the path passes most breakpoints of a large problem (6139 of
+    the 10^4 of the obstacle QP's first step), and the sorted search was the costliest
+    part of the whole solve (3 of its 36 ms).
     """
     t = breakpoints(x, g, lower, upper)
     found, t_scan = _scan_cauchy(g, t, b)
@@ -224,7 +302,8 @@ def cauchy_point(x: Vector, g: Vector, lower: Vector, upper: Vector, b: Compact)
         # this program
         t_star = t_scan
     else:
-        t_star = lax.cond(found, lambda: t_scan, lambda: _sorted_cauchy(g, t, b))
+        further = lambda: lax.cond(empty, lambda: _steepest_cauchy(g, t, b), lambda: _sorted_cauchy(g, t, b))
+        t_star = lax.cond(found, lambda: t_scan, further)
     x_cp = jnp.clip(x - t_star * g, lower, upper)
     return CauchyPoint(x=x_cp, free=t > t_star, t=t_star)
 

@@ -141,7 +141,7 @@ class LBFGSB(AbstractSolver[_LBFGSBState]):
         box = _require_bounds(constraints)
         f, g, memory = state.f, state.g, state.memory
         b = compact(memory)
-        cp = cauchy_point(x, g, box.lower, box.upper, b)
+        cp = cauchy_point(x, g, box.lower, box.upper, b, empty=memory.k == 0)
         memory = update_free(memory, cp.free)
         # with no pairs the Cauchy point already minimises the model (B = theta I)
         x_sub = subspace_point(x, g, box.lower, box.upper, b, cp, memory.free_gram)
