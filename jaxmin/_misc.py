@@ -1,6 +1,7 @@
 """Small numerics shared by several modules."""
 
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, ArrayLike, Bool, Scalar
 
 
@@ -34,3 +35,15 @@ def is_finite(*values: Array) -> Bool[Array, ""]:
 def below_precision(step_change: Scalar, f: Scalar, like: Array) -> Bool[Array, ""]:
     """True when a predicted or actual change of f is lost in f's rounding error."""
     return jnp.abs(step_change) <= 4 * eps(like) * jnp.abs(f)
+
+
+def pack_scalars(*scalars: Scalar) -> Array:
+    """The scalars as one vector, built by selecting on the index (elementwise, so XLA
+    fuses it into one kernel; `jnp.stack` became one kernel per element and a copy). A
+    loop carrying its scalars so updates them in one kernel instead of one kernel each,
+    what dominates a small problem's step on XLA:CPU."""
+    index = lax.iota(jnp.int32, len(scalars))
+    packed = jnp.broadcast_to(scalars[-1], (len(scalars),))
+    for i in range(len(scalars) - 2, -1, -1):
+        packed = jnp.where(index == i, scalars[i], packed)
+    return packed

@@ -6,7 +6,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Int, Scalar
 
-from .._misc import as_dtype
+from .._misc import as_dtype, pack_scalars
 from .._typing import ScalarLike, Vector
 from ._base import AbstractLineSearch, best_or_last, check_wolfe_constants
 
@@ -105,6 +105,24 @@ class MTSearch(eqx.Module):
     n: Int[Array, ""]
 
 
+# The search's scalars and flags travel through its loop packed into one vector each
+# (`pack_scalars`): a trial then updates them in two kernels instead of one each, and the
+# loop's start copies two buffers, not eighteen.
+_FLOATS = ("stx", "fx", "dx", "sty", "fy", "dy", "stp", "stmin", "stmax", "width", "width1", "a", "f")
+_FLAGS = ("brackt", "stage1", "converged", "stopped")
+
+
+def _packed(s: MTSearch):
+    return (pack_scalars(*(getattr(s, k) for k in _FLOATS)), pack_scalars(*(getattr(s, k) for k in _FLAGS)),
+            s.n, s.xx, s.gx, s.x, s.g)
+
+
+def _unpacked(carry) -> MTSearch:
+    floats, flags, n, xx, gx, x, g = carry
+    return MTSearch(**{k: floats[i] for i, k in enumerate(_FLOATS)}, **{k: flags[i] for i, k in enumerate(_FLAGS)},
+                    n=n, xx=xx, gx=gx, x=x, g=g)
+
+
 def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSearch:
     """MINPACK-2's `dcsrch` on `phi(alpha) = f(point(alpha))` for `alpha` in
     `(0, stpmax]`, with slope `grad f . d` (`point(alpha) = x + alpha d`, or its
@@ -118,7 +136,8 @@ def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSear
     dphi0 = jnp.dot(g0, d)
     gtest = c1 * dphi0
 
-    def body(s: MTSearch) -> MTSearch:
+    def body(carry):
+        s = _unpacked(carry)
         stp = s.stp
         x = point(stp)
         f, g = f_and_g(x)
@@ -131,12 +150,14 @@ def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSear
         converged = (sufficient & (jnp.abs(dphi) <= -c2 * dphi0)) | (
             (stp >= stpmax) & sufficient & (dphi <= gtest)
         )
-        return _next_trial(s, x, f, g, dphi, ftest, sufficient, converged, gtest, xtol, stpmax)
+        return _packed(_next_trial(s, x, f, g, dphi, ftest, sufficient, converged, gtest, xtol, stpmax))
 
-    def cond(s: MTSearch):
-        return ~s.stopped & (s.n < search.max_steps)
+    def cond(carry):
+        floats, flags, n = carry[:3]
+        return ~flags[_FLAGS.index("stopped")] & (n < search.max_steps)
 
-    return lax.while_loop(cond, body, _start(f0, g0, x0, dphi0, jnp.minimum(stp0, stpmax)))
+    start = _start(f0, g0, x0, dphi0, jnp.minimum(stp0, stpmax))
+    return _unpacked(lax.while_loop(cond, body, _packed(start)))
 
 
 def _start(f0, g0, x0, dphi0, stp0) -> MTSearch:

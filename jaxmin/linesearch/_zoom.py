@@ -5,7 +5,7 @@ import jax.lax as lax
 import jax.numpy as jnp
 from jaxtyping import Scalar
 
-from .._misc import as_dtype, eps
+from .._misc import as_dtype, eps, pack_scalars
 from .._typing import ScalarLike
 from ._base import AbstractLineSearch, best_or_last, check_wolfe_constants, evaluate
 from ._interpolate import cubic_min
@@ -18,16 +18,6 @@ from ._interpolate import cubic_min
 # last trial. The trial count (int) and the Wolfe flag (bool) stay apart: as floats in
 # the vector they slowed `vmap`ped batches by ~20%.
 _A_LO, _F_LO, _D_LO, _A_HI, _F_HI, _D_HI, _A, _F = range(8)
-
-
-def _pack(*scalars: Scalar):
-    """The scalars as one vector, built by selecting on the index (elementwise, so XLA
-    fuses it into one kernel; `jnp.stack` became one kernel per element and a copy)."""
-    index = lax.iota(jnp.int32, len(scalars))
-    packed = jnp.broadcast_to(scalars[-1], (len(scalars),))
-    for i in range(len(scalars) - 2, -1, -1):
-        packed = jnp.where(index == i, scalars[i], packed)
-    return packed
 
 
 class Zoom(AbstractLineSearch):
@@ -79,7 +69,7 @@ class Zoom(AbstractLineSearch):
             def new_hi(at_trial, at_lo, old):
                 return jnp.where(too_long, at_trial, jnp.where(flip, at_lo, old))
 
-            v = _pack(
+            v = pack_scalars(
                 jnp.where(too_long, a_lo, a), jnp.where(too_long, f_lo, f), jnp.where(too_long, d_lo, d),
                 new_hi(a, a_lo, a_hi), new_hi(f, f_lo, f_hi), new_hi(d, d_lo, d_hi),
                 a, f,
@@ -112,7 +102,7 @@ class Zoom(AbstractLineSearch):
             return update(v, n, g_lo, a, f, g, d)
 
         zero, inf = jnp.zeros((), x.dtype), jnp.array(jnp.inf, x.dtype)
-        start = (_pack(zero, f0, dphi0, inf, inf, zero, zero, f0), jnp.array(0, jnp.int32),
+        start = (pack_scalars(zero, f0, dphi0, inf, inf, zero, zero, f0), jnp.array(0, jnp.int32),
                  jnp.array(False), g0, g0)
         v, n, done, g_lo, g = lax.while_loop(cond, body, start)
         # success: lo is the Wolfe point; failure: lo if it decreased f, else last trial
