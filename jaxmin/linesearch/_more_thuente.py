@@ -153,7 +153,7 @@ def more_thuente_loop(search, f_and_g, point, f0, g0, d, stp0, stpmax) -> MTSear
         return _packed(_next_trial(s, x, f, g, dphi, ftest, sufficient, converged, gtest, xtol, stpmax))
 
     def cond(carry):
-        floats, flags, n = carry[:3]
+        _, flags, n = carry[:3]
         return ~flags[_FLAGS.index("stopped")] & (n < search.max_steps)
 
     start = _start(f0, g0, x0, dphi0, jnp.minimum(stp0, stpmax))
