@@ -40,8 +40,8 @@ def below_precision(step_change: Scalar, f: Scalar, like: Array) -> Bool[Array, 
 def pack_scalars(*scalars: Scalar) -> Array:
     """The scalars as one vector, built by selecting on the index (elementwise, so XLA
     fuses it into one kernel; `jnp.stack` became one kernel per element and a copy). A
-    loop carrying its scalars so updates them in one kernel instead of one kernel each,
-    what dominates a small problem's step on XLA:CPU."""
+    loop that carries its scalars this way updates them in one kernel instead of one
+    each; on XLA:CPU such kernels, not the arithmetic, are a small problem's step."""
     index = lax.iota(jnp.int32, len(scalars))
     packed = jnp.broadcast_to(scalars[-1], (len(scalars),))
     for i in range(len(scalars) - 2, -1, -1):

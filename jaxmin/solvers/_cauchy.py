@@ -51,7 +51,8 @@ def _segment_step(slope, curv, tau, t_next):
     return found, jnp.where(jnp.isfinite(t), t, tau)
 
 
-# from this many unknowns the scan finds the next breakpoint through block minima
+# from this many unknowns the scan finds the next breakpoint through the minima of
+# blocks of `SCAN_BLOCK` breakpoints (below, a pass over n costs about as much)
 BLOCKED_SCAN = 4096
 SCAN_BLOCK = 64
 
@@ -68,7 +69,7 @@ class _Walk(NamedTuple):
 
 def _flat_walk(rest: Vector) -> _Walk:
     """The next breakpoint is the `min` of those not passed, which are set to `inf`
-    as they are passed: two passes over `n` per breakpoint, few kernels."""
+    as they are passed: three passes over `n` per breakpoint, few kernels."""
     n = rest.shape[0]
     iota = jnp.arange(n, dtype=jnp.int32)
 
