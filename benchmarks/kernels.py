@@ -11,7 +11,7 @@ time per step follows their count, not the arithmetic. Each line also gives the 
 buffer its thunks touch (nested loops included): XLA:CPU runs a thunk sequence in
 program order only while every buffer is at most ``SEQUENTIAL_BYTES`` (or the sequence
 is a chain, or has at most 8 thunks); above, it schedules the thunks as a dependency
-graph, at several times the cost per thunk (``graph`` on the line; see
+graph, at a higher cost per thunk (``graph`` on the line; see
 ``benchmarks/README.md``, "Steady time of small problems"). ``--vmap N`` solves a batch of N
 starts under ``jax.vmap`` instead of one; ``--threshold`` times solves on either side of
 that threshold instead. Counts come from
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .hlo import parse
+from .problems import hs_module
 
 # instructions that run no kernel of their own
 _FREE = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast"}
@@ -87,32 +88,49 @@ def loop_tree(hlo: str) -> list[str]:
     return out
 
 
-def _cases(batch: int | None):
+# the problems: Rosenbrock from (-1.2, 1, ...), and HS4 with its bounds (the tests'). Rosenbrock
+# chained, as in jaxmin's docstrings, not the benchmarks' extended form, which needs an even
+# n: the threshold's BFGS pair is n = 8 and 9 (at n = 2 the two are the same function)
+_HS4_START, _HS4_LOWER = (1.125, 0.125), (1.0, 0.0)  # (arrays made after x64 is set)
+
+
+def _start(n: int):
+    return jnp.asarray(np.resize([-1.2, 1.0], n))
+
+
+def _rosenbrock(x):
+    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def _solvers():
+    """`(jaxmin BFGS, LBFGS and L-BFGS-B with m pairs, Optimistix BFGS)`, each a function
+    of the start returning `(x, steps)`."""
     import optimistix as optx
 
     import jaxmin as jm
 
-    def rosenbrock(x):
-        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    hs004 = hs_module("hs_bounds").hs004
 
-    def hs004(x):
-        return (x[0] + 1.0) ** 3 / 3.0 + x[1]
+    def jaxmin(solver, fn=_rosenbrock, **kw):
+        return lambda x0: (lambda s: (s.x, s.num_steps))(jm.minimize(fn, x0, solver, max_steps=10000, **kw))
 
     def optx_bfgs(x0):
         solver = optx.BFGS(rtol=1e-8, atol=1e-8)
-        return optx.minimise(lambda y, _: rosenbrock(y), solver, x0, max_steps=10000, throw=False).value
+        sol = optx.minimise(lambda y, _: _rosenbrock(y), solver, x0, max_steps=10000, throw=False)
+        return sol.value, sol.stats["num_steps"]
 
-    def jaxmin(solver, fn=rosenbrock, **kw):
-        return lambda x0: jm.minimize(fn, x0, solver, max_steps=10000, **kw).x
+    bounds = (jnp.array(_HS4_LOWER), jnp.full(2, jnp.inf))
+    lbfgsb = lambda m: jaxmin(jm.LBFGS(gtol=1e-6, history_size=m), hs004, bounds=bounds)
+    return jaxmin(jm.BFGS(gtol=1e-6)), jaxmin(jm.LBFGS(gtol=1e-6)), lbfgsb, optx_bfgs
 
-    start = jnp.array([-1.2, 1.0])
-    lower, upper = jnp.array([1.0, 0.0]), jnp.array([jnp.inf, jnp.inf])
+
+def _cases(batch: int | None):
+    bfgs, lbfgs, lbfgsb, optx_bfgs = _solvers()
     cases = {
-        "jaxmin BFGS, Rosenbrock n=2": (jaxmin(jm.BFGS(gtol=1e-6)), start),
-        "jaxmin LBFGS, Rosenbrock n=2": (jaxmin(jm.LBFGS(gtol=1e-6)), start),
-        "Optimistix BFGS, Rosenbrock n=2": (optx_bfgs, start),
-        "jaxmin L-BFGS-B, HS4 (n=2, bounds)": (jaxmin(jm.LBFGS(gtol=1e-6), hs004, bounds=(lower, upper)),
-                                              jnp.array([1.125, 0.125])),
+        "jaxmin BFGS, Rosenbrock n=2": (bfgs, _start(2)),
+        "jaxmin LBFGS, Rosenbrock n=2": (lbfgs, _start(2)),
+        "Optimistix BFGS, Rosenbrock n=2": (optx_bfgs, _start(2)),
+        "jaxmin L-BFGS-B, HS4 (n=2, bounds)": (lbfgsb(10), jnp.array(_HS4_START)),
     }
     if batch:
         rng = np.random.default_rng(0)
@@ -124,53 +142,28 @@ def _cases(batch: int | None):
 def _threshold_cases():
     """Solves on either side of `SEQUENTIAL_BYTES` (float64): L-BFGS-B on HS4 with 4 and 5
     pairs (its `2m x 2m` matrices 512 and 800 bytes), BFGS on Rosenbrock n = 8 and 9
-    (`H` 512 and 648 bytes), jaxmin's and Optimistix's. Each returns `(x, steps)`."""
-    import optimistix as optx
-
-    import jaxmin as jm
-
-    def rosenbrock(x):
-        return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-    def hs004(x):
-        return (x[0] + 1.0) ** 3 / 3.0 + x[1]
-
-    def lbfgsb(m):
-        bounds = (jnp.array([1.0, 0.0]), jnp.array([jnp.inf, jnp.inf]))
-        solver = jm.LBFGS(gtol=1e-6, history_size=m)
-        return lambda x0: (lambda s: (s.x, s.num_steps))(jm.minimize(hs004, x0, solver, bounds=bounds))
-
-    def bfgs(x0):
-        sol = jm.minimize(rosenbrock, x0, jm.BFGS(gtol=1e-6), max_steps=10000)
-        return sol.x, sol.num_steps
-
-    def optx_bfgs(x0):
-        solver = optx.BFGS(rtol=1e-8, atol=1e-8)
-        sol = optx.minimise(lambda y, _: rosenbrock(y), solver, x0, max_steps=10000, throw=False)
-        return sol.value, sol.stats["num_steps"]
-
-    hs4 = jnp.array([1.125, 0.125])
-    start = lambda n: jnp.asarray(np.resize([-1.2, 1.0], n))
+    (`H` 512 and 648 bytes), jaxmin's and Optimistix's."""
+    bfgs, _, lbfgsb, optx_bfgs = _solvers()
+    hs4 = jnp.array(_HS4_START)
     return {
         "L-BFGS-B HS4, history 4": (lbfgsb(4), hs4), "L-BFGS-B HS4, history 5": (lbfgsb(5), hs4),
-        "jaxmin BFGS n=8": (bfgs, start(8)), "jaxmin BFGS n=9": (bfgs, start(9)),
-        "Optimistix BFGS n=8": (optx_bfgs, start(8)), "Optimistix BFGS n=9": (optx_bfgs, start(9)),
+        "jaxmin BFGS n=8": (bfgs, _start(8)), "jaxmin BFGS n=9": (bfgs, _start(9)),
+        "Optimistix BFGS n=8": (optx_bfgs, _start(8)), "Optimistix BFGS n=9": (optx_bfgs, _start(9)),
     }
 
 
 def threshold(repeats: int) -> None:
     """Steady time and time per step of `_threshold_cases`, interleaved, with the
     execution mode of each compiled program's outer loop body."""
-    cases = {name: jax.jit(solve).lower(x0).compile() for name, (solve, x0) in _threshold_cases().items()}
-    starts = {name: x0 for name, (_, x0) in _threshold_cases().items()}
-    steps = {name: int(call(starts[name])[1]) for name, call in cases.items()}
+    cases = {name: (jax.jit(solve).lower(x0).compile(), x0) for name, (solve, x0) in _threshold_cases().items()}
+    steps = {name: int(call(x0)[1]) for name, (call, x0) in cases.items()}
     times = collections.defaultdict(list)
     for _ in range(repeats):
-        for name, call in cases.items():
+        for name, (call, x0) in cases.items():
             start = time.perf_counter()
-            jax.block_until_ready(call(starts[name]))
+            jax.block_until_ready(call(x0))
             times[name].append(time.perf_counter() - start)
-    for name, call in cases.items():
+    for name, (call, _) in cases.items():
         body = next(line for line in loop_tree(call.as_text()) if line.startswith("  body:"))
         steady = np.median(times[name]) * 1e6
         print(f"{name}: {steps[name]} steps, steady {steady:.1f} us, {steady / steps[name]:.2f} us a step; "
