@@ -24,8 +24,24 @@ _CACHE_ENV = {
 }
 _OWN_CACHE = "JAXMIN_TEST_OWNS_CACHE"
 
+# The suite's programs are small, and its workers already fill the cores: each xdist
+# worker runs on a core of its own (and its subprocesses there too), where small solves
+# run 0.6-0.8x the time they take free to move between cores (`python -m
+# benchmarks.kernels --threads`; README, "Many small solves on a multi-core CPU"). Set
+# before the worker's first computation, which sizes XLA's thread pool.
+
+
+def _pin_worker(config) -> None:
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    workers = int(config.workerinput.get("workercount", 0))
+    if 0 < workers <= len(cores):
+        index = int(config.workerinput["workerid"].removeprefix("gw"))  # (a crashed one's
+        os.sched_setaffinity(0, {cores[index % len(cores)]})  # replacement counts on)
+
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        _pin_worker(config)
     if not hasattr(config, "workerinput") and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         # the controller (or a plain run): xdist workers and subprocesses inherit the env
         os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxmin-tests-xla-")
