@@ -14,15 +14,22 @@ is a chain, or has at most 8 thunks); above, it schedules the thunks as a depend
 graph, at a higher cost per thunk (``graph`` on the line; see
 ``benchmarks/README.md``, "Steady time of small problems"). ``--vmap N`` solves a batch of N
 starts under ``jax.vmap`` instead of one; ``--threshold`` times solves on either side of
-that threshold instead. Counts come from
+that threshold instead, and ``--threads`` times those in child processes with XLA's thread
+pool at its default size (one thread per core), at one thread (``PJRT_NPROC=1``), and the
+process pinned to one core (where much of the graph mode's extra cost goes).
+Counts come from
 ``jit(...).lower(...).compile().as_text()``; they are the same on every machine with the
 same jax/jaxlib, while times drift with the load.
 """
 
 import argparse
 import collections
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 
 import jax
@@ -152,8 +159,8 @@ def _threshold_cases():
     }
 
 
-def threshold(repeats: int) -> None:
-    """Steady time and time per step of `_threshold_cases`, interleaved, with the
+def threshold(repeats: int) -> dict[str, dict]:
+    """Steady time (µs) and steps of `_threshold_cases`, interleaved, with the
     execution mode of each compiled program's outer loop body."""
     cases = {name: (jax.jit(solve).lower(x0).compile(), x0) for name, (solve, x0) in _threshold_cases().items()}
     steps = {name: int(call(x0)[1]) for name, (call, x0) in cases.items()}
@@ -163,11 +170,51 @@ def threshold(repeats: int) -> None:
             start = time.perf_counter()
             jax.block_until_ready(call(x0))
             times[name].append(time.perf_counter() - start)
+    out = {}
     for name, (call, _) in cases.items():
         body = next(line for line in loop_tree(call.as_text()) if line.startswith("  body:"))
-        steady = np.median(times[name]) * 1e6
-        print(f"{name}: {steps[name]} steps, steady {steady:.1f} us, {steady / steps[name]:.2f} us a step; "
-              f"outer body {body.split('[')[1].rstrip(']')}")
+        out[name] = {"steps": steps[name], "steady_us": float(np.median(times[name]) * 1e6),
+                     "body": body.split("[")[1].rstrip("]")}
+    return out
+
+
+def _print_threshold(result: dict[str, dict]) -> None:
+    for name, r in result.items():
+        print(f"{name}: {r['steps']} steps, steady {r['steady_us']:.1f} us, "
+              f"{r['steady_us'] / r['steps']:.2f} us a step; outer body {r['body']}")
+
+
+# XLA's CPU client sizes its thread pool from this variable, read when a process first
+# computes (default: the cores this process may use)
+POOL_ENV = "PJRT_NPROC"
+
+
+def _pin_to_one_core() -> None:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def threads(repeats: int, rounds: int = 3) -> None:
+    """`threshold` in child processes: the pool at its default size, at one thread, and
+    the whole process pinned to one core (`taskset -c 0`), in turn `rounds` times each;
+    prints the medians over the rounds and their ratios to the default."""
+    settings = {"default pool": ("", None), f"{POOL_ENV}=1": ("1", None), "one core": ("", _pin_to_one_core)}
+    runs = collections.defaultdict(list)
+    for _ in range(rounds):
+        for label, (pool, pin) in settings.items():
+            env = {k: v for k, v in os.environ.items() if k != POOL_ENV}
+            if pool:
+                env[POOL_ENV] = pool
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.kernels", "--threshold", "--json", "--repeats", str(repeats)],
+                env=env, preexec_fn=pin, capture_output=True, text=True, check=True)
+            runs[label].append(json.loads(child.stdout.strip().splitlines()[-1]))
+    labels = list(settings)
+    print(f"| solve | outer body | {' | '.join(labels)} |")
+    print("|---|---|" + "---:|" * len(labels))
+    for name, r in runs[labels[0]][0].items():
+        med = [float(np.median([run[name]["steady_us"] for run in runs[label]])) for label in labels]
+        cells = [f"{med[0]:.0f} µs"] + [f"{m:.0f} µs ({m / med[0]:.2f}×)" for m in med[1:]]
+        print(f"| {name} ({r['steps']} steps) | {r['body']} | {' | '.join(cells)} |")
 
 
 def main(argv=None) -> None:
@@ -176,10 +223,21 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=50, help="calls timed for the steady time")
     parser.add_argument("--threshold", action="store_true",
                         help="time solves on either side of the 512-byte threshold instead")
+    parser.add_argument("--threads", action="store_true",
+                        help=f"time the --threshold solves with XLA's thread pool as it is, with {POOL_ENV}=1, "
+                             "and on one core")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # (--threshold, for --threads)
     opts = parser.parse_args(argv)
+    if opts.threads:
+        threads(opts.repeats)
+        return
     jax.config.update("jax_enable_x64", True)
     if opts.threshold:
-        threshold(opts.repeats)
+        result = threshold(opts.repeats)
+        if opts.json:
+            print(json.dumps(result))
+        else:
+            _print_threshold(result)
         return
     for name, (solve, x0) in _cases(opts.vmap).items():
         compiled = jax.jit(solve).lower(x0).compile()
