@@ -60,6 +60,20 @@ def interleaved_medians(
     return times, errors
 
 
+def rounds_for(calls: dict[str, Callable[[], Any]], repeats: int, seconds: float = 0.5, most: int = 201) -> int:
+    """How many rounds `interleaved_medians` should run: `repeats`, or for calls so fast
+    that a median of `repeats` is mostly the machine's noise (sub-millisecond solves on a
+    shared machine swing by 20% and more), as many rounds as fit in `seconds`, at most
+    `most`. One timed call of each (warm: after its first call) sets a round's time."""
+    round_s = 0.0
+    for call in calls.values():
+        try:
+            round_s += timed_call(call)[0]
+        except Exception:  # noqa: BLE001  (`interleaved_medians` reports it)
+            pass
+    return max(repeats, min(most, int(seconds / max(round_s, 1e-9))))
+
+
 def median(ts: list[float]) -> float:
     return statistics.median(ts) if ts else float("nan")
 
