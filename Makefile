@@ -37,7 +37,8 @@ demo: $(VENV)/.installed
 # (tests/test_minimize.py) and MoreThuente against SciPy's L-BFGS-B; `make test-all`
 # (what CI runs) runs those too. Both run every notebook (tests/test_notebooks.py).
 # Two workers, longest tests first, idle workers steal queued tests (tests/conftest.py);
-# one XLA compilation cache for the run, empty at its start (tests/conftest.py).
+# one XLA compilation cache for the run, empty at its start; each worker on a core of its
+# own, where small solves run faster (tests/conftest.py).
 # A worker that has compiled much of the suite has segfaulted inside XLA's compiler
 # (jaxlib, not jaxmin; 1-2 tests in some full runs): such a test is run again in a
 # fresh worker. Only crashes are rerun: a failing assertion fails at once.
