@@ -1,7 +1,7 @@
 """Small numerics shared by several modules."""
 
 import jax.numpy as jnp
-from jax import lax
+import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Scalar
 
 
@@ -41,9 +41,12 @@ def pack_scalars(*scalars: Scalar) -> Array:
     """The scalars as one vector, built by selecting on the index (elementwise, so XLA
     fuses it into one kernel; `jnp.stack` became one kernel per element and a copy). A
     loop that carries its scalars this way updates them in one kernel instead of one
-    each; on XLA:CPU such kernels, not the arithmetic, are a small problem's step."""
-    index = lax.iota(jnp.int32, len(scalars))
-    packed = jnp.broadcast_to(scalars[-1], (len(scalars),))
-    for i in range(len(scalars) - 2, -1, -1):
-        packed = jnp.where(index == i, scalars[i], packed)
+    each; on XLA:CPU such kernels, not the arithmetic, are a small problem's step. The
+    index masks are constants of the program (NumPy arrays): computed ones (`iota ==
+    i`) were hoisted out of every loop into kernels of their own and carried through
+    the loops."""
+    size = len(scalars)
+    packed = jnp.broadcast_to(scalars[-1], (size,))
+    for i in range(size - 2, -1, -1):
+        packed = jnp.where(np.arange(size) == i, scalars[i], packed)
     return packed
