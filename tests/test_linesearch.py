@@ -130,3 +130,21 @@ def test_invalid_hyperparameters():
         jm.linesearch.Backtracking(shrink=1.5)
     with pytest.raises(ValueError, match="c1 < c2"):
         jm.linesearch.MoreThuente(c1=0.5, c2=0.4)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_packed_scalars_are_the_scalars_in_order(dtype):
+    # the searches carry their scalars packed (`_misc.pack_scalars`): the vector must be
+    # exactly `jnp.stack` of them, traced or not, batched or not, infinities and NaN kept
+    from jaxmin._misc import pack_scalars
+
+    values = jnp.array([1.5, -jnp.inf, jnp.nan, 0.0, -0.0, 3e38, jnp.inf, 7.25], dtype)
+    for k in (1, 2, 8):
+        expect = np.asarray(values[:k])
+        np.testing.assert_array_equal(np.asarray(pack_scalars(*values[:k])), expect)
+        packed = jax.jit(lambda v, k=k: pack_scalars(*(v[i] for i in range(k))))(values)
+        np.testing.assert_array_equal(np.asarray(packed), expect)
+        assert packed.dtype == dtype
+    batch = jnp.stack([values, -values])
+    packed = jax.vmap(lambda v: pack_scalars(*(v[i] for i in range(8))))(batch)
+    np.testing.assert_array_equal(np.asarray(packed), np.asarray(batch))
