@@ -62,9 +62,9 @@ def interleaved_medians(
 
 def rounds_for(calls: dict[str, Callable[[], Any]], repeats: int, seconds: float = 0.5, most: int = 201) -> int:
     """How many rounds `interleaved_medians` should run: `repeats`, or for calls so fast
-    that a median of `repeats` is mostly the machine's noise (sub-millisecond solves on a
-    shared machine swing by 20% and more), as many rounds as fit in `seconds`, at most
-    `most`. One timed call of each (warm: after its first call) sets a round's time."""
+    that a median of `repeats` varies from run to run (sub-millisecond solves on a shared
+    machine, by 20% and more), as many rounds as fit in `seconds`, at most `most`. One
+    timed call of each (warm: after its first call) sets a round's time."""
     round_s = 0.0
     for call in calls.values():
         try:

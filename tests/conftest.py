@@ -34,9 +34,10 @@ _OWN_CACHE = "JAXMIN_TEST_OWNS_CACHE"
 def _pin_worker(config) -> None:
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     workers = int(config.workerinput.get("workercount", 0))
-    if 0 < workers <= len(cores):
-        index = int(config.workerinput["workerid"].removeprefix("gw"))  # (a crashed one's
-        os.sched_setaffinity(0, {cores[index % len(cores)]})  # replacement counts on)
+    index = config.workerinput.get("workerid", "").removeprefix("gw")
+    if 0 < workers <= len(cores) and index.isdigit():
+        # (modulo: a crashed worker's replacement gets the next id)
+        os.sched_setaffinity(0, {cores[int(index) % len(cores)]})
 
 
 def pytest_configure(config):
