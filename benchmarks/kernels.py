@@ -16,8 +16,7 @@ graph, at a higher cost per thunk (``graph`` on the line; see
 starts under ``jax.vmap`` instead of one; ``--threshold`` times solves on either side of
 that threshold instead, and ``--threads`` times those in child processes with XLA's thread
 pool at its default size (one thread per core), at one thread (``PJRT_NPROC=1``), and the
-process pinned to one core (where much of the graph mode's extra cost goes).
-Counts come from
+process pinned to one core. Counts come from
 ``jit(...).lower(...).compile().as_text()``; they are the same on every machine with the
 same jax/jaxlib, while times drift with the load.
 """
