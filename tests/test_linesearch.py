@@ -148,3 +148,7 @@ def test_packed_scalars_are_the_scalars_in_order(dtype):
     batch = jnp.stack([values, -values])
     packed = jax.vmap(lambda v: pack_scalars(*(v[i] for i in range(8))))(batch)
     np.testing.assert_array_equal(np.asarray(packed), np.asarray(batch))
+    # Moré-Thuente packs its flags the same way
+    flags = jax.jit(lambda v: pack_scalars(v[0] > 0, v[1] > 0, v[2] == v[2], v[3] == 0))(values)
+    assert flags.dtype == jnp.bool_
+    np.testing.assert_array_equal(np.asarray(flags), [True, False, False, True])
