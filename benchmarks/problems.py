@@ -111,6 +111,13 @@ def quadratic(x, A, xstar):
     return 0.5 * jnp.dot(d, A @ d)
 
 
+def diagonal_quadratic(x, eig, xstar):
+    """0.5 (x - x*)^T diag(eig) (x - x*): the dense quadratic in its eigenbasis (L-BFGS,
+    whose first matrix is a multiple of I, takes the same steps in either basis)."""
+    d = x - xstar
+    return 0.5 * jnp.dot(d, eig * d)
+
+
 # --------------------------------------------------------------------------- #
 # Instances
 # --------------------------------------------------------------------------- #
@@ -175,6 +182,23 @@ def _quadratic(n: int, cond: float = 1e6, seed: int = 0) -> Problem:
     )
 
 
+def _diagonal_quadratic(n: int, cond: float = 1e6, seed: int = 0) -> Problem:
+    xstar = np.random.default_rng(seed).standard_normal(n)
+    x0 = np.zeros(n)
+    return Problem(
+        f"diagonal-quadratic-{n}",
+        n,
+        diagonal_quadratic,
+        x0,
+        _steady_start(x0),
+        args=(jnp.asarray(np.logspace(0.0, -np.log10(cond), n)), jnp.asarray(xstar)),
+        description=(
+            f"0.5 (x-x*)^T diag(eig) (x-x*), n={n}, eig log-spaced in [1/{cond:.0e}, 1], "
+            f"x* ~ N(0, I) (seed {seed}), x0 = 0"
+        ),
+    )
+
+
 def _logistic(n_features: int = 200, n_samples: int = 5000, lam: float = 1e-2, seed: int = 1) -> Problem:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n_samples, n_features))
@@ -208,11 +232,16 @@ BUILDERS: dict[str, Callable[[], Problem]] = {
     "logistic-200": lambda: _logistic(),
 }
 
+# problems of other sections (not in the L-BFGS table)
+LARGE: dict[str, Callable[[], Problem]] = {
+    "diagonal-quadratic-30000": lambda: _diagonal_quadratic(30_000),
+}
+
 QUICK = ["rosenbrock-2", "rosenbrock-1000", "logistic-200"]
 
 
 def get(name: str) -> Problem:
-    return BUILDERS[name]()
+    return {**BUILDERS, **LARGE}[name]()
 
 
 def warmup_problem() -> Problem:
