@@ -15,8 +15,9 @@ graph, at a higher cost per thunk (``graph`` on the line; see
 ``benchmarks/README.md``, "Steady time of small problems"). ``--vmap N`` solves a batch of N
 starts under ``jax.vmap`` instead of one; ``--threshold`` times solves on either side of
 that threshold instead, and ``--threads`` times those in child processes with XLA's thread
-pool at its default size (one thread per core), at one thread (``PJRT_NPROC=1``), and the
-process pinned to one core. Counts come from
+pool at its default size (one thread per core), at one thread (``PJRT_NPROC=1``), the
+process pinned to one core, and with XLA:CPU compiling loops of up to 1 MB a trip as one
+function each (``SMALL_LOOPS_FLAG`` in ``XLA_FLAGS``). Counts come from
 ``jit(...).lower(...).compile().as_text()``; they are the same on every machine with the
 same jax/jaxlib, while times drift with the load.
 """
@@ -171,9 +172,10 @@ def threshold(repeats: int) -> dict[str, dict]:
             times[name].append(time.perf_counter() - start)
     out = {}
     for name, (call, _) in cases.items():
-        body = next(line for line in loop_tree(call.as_text()) if line.startswith("  body:"))
+        body = next((line for line in loop_tree(call.as_text()) if line.startswith("  body:")), None)
+        # (none: the loop compiled whole, a call of one function; see SMALL_LOOPS_FLAG)
         out[name] = {"steps": steps[name], "steady_us": float(np.median(times[name]) * 1e6),
-                     "body": body.split("[")[1].rstrip("]")}
+                     "body": "one function" if body is None else body.split("[")[1].rstrip("]")}
     return out
 
 
@@ -192,17 +194,27 @@ def _pin_to_one_core() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
+# XLA:CPU compiles a `while` loop whose trip reads and writes fewer bytes than this
+# backend option (default 1024; HloCostAnalysis of the body and condition) and calls no
+# library routine (LAPACK) as one function, not as a sequence of kernels run one by one
+SMALL_LOOPS_FLAG = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1000000"
+
+
 def threads(repeats: int, rounds: int = 3) -> None:
-    """`threshold` in child processes: the pool at its default size, at one thread, and
-    the whole process pinned to one core (`taskset -c 0`), in turn `rounds` times each;
-    prints the medians over the rounds and their ratios to the default."""
-    settings = {"default pool": ("", None), f"{POOL_ENV}=1": ("1", None), "one core": ("", _pin_to_one_core)}
+    """`threshold` in child processes: the pool at its default size, at one thread, the
+    whole process pinned to one core (`taskset -c 0`), and the default pool with loops of
+    up to 1 MB a trip compiled whole (`SMALL_LOOPS_FLAG` in `XLA_FLAGS`), in turn `rounds`
+    times each; prints the medians over the rounds and their ratios to the default."""
+    settings = {"default pool": ("", None, ""), f"{POOL_ENV}=1": ("1", None, ""),
+                "one core": ("", _pin_to_one_core, ""), "small loops whole": ("", None, SMALL_LOOPS_FLAG)}
     runs = collections.defaultdict(list)
     for _ in range(rounds):
-        for label, (pool, pin) in settings.items():
+        for label, (pool, pin, flags) in settings.items():
             env = {k: v for k, v in os.environ.items() if k != POOL_ENV}
             if pool:
                 env[POOL_ENV] = pool
+            if flags:
+                env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
             child = subprocess.run(
                 [sys.executable, "-m", "benchmarks.kernels", "--threshold", "--json", "--repeats", str(repeats)],
                 env=env, preexec_fn=pin, capture_output=True, text=True, check=True)
@@ -224,7 +236,7 @@ def main(argv=None) -> None:
                         help="time solves on either side of the 512-byte threshold instead")
     parser.add_argument("--threads", action="store_true",
                         help=f"time the --threshold solves with XLA's thread pool as it is, with {POOL_ENV}=1, "
-                             "and on one core")
+                             "on one core, and with small loops compiled whole")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # (--threshold, for --threads)
     opts = parser.parse_args(argv)
     if opts.threads:
