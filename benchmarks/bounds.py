@@ -117,6 +117,18 @@ def _jaxmin(p: BProblem):
     return lambda: solve(x0, lo, up, p.args)
 
 
+def _jaxmin_direct(p: BProblem):
+    """`jm.minimize` called directly, as a script calls it (outside any `jit`: problems of
+    at most `SMALL_PROBLEM` unknowns compile with jaxmin's small-problem options), on a
+    fresh closure, so the first call traces and compiles anew."""
+    import jaxmin as jm
+
+    solver = jm.LBFGS(gtol=GTOL, history_size=HISTORY)
+    fn = lambda x, *args: p.fn(x, *args)  # noqa: E731
+    x0, lo, up = jnp.asarray(p.x0), jnp.asarray(p.lower), jnp.asarray(p.upper)
+    return lambda: jm.minimize(fn, x0, solver, args=p.args, bounds=(lo, up), max_steps=MAXITER).x
+
+
 def _scipy(p: BProblem):
     from scipy.optimize import minimize
 
@@ -156,6 +168,7 @@ class Cell:
     evals: int | None = None
     time: float | None = None  # steady seconds
     first: float | None = None  # first call (compile + solve)
+    first_direct: float | None = None  # jaxmin: the first call of `jm.minimize` itself
     f: float | None = None
     pg: float | None = None
     outside: float = 0.0  # largest bound violation of the returned x
@@ -206,6 +219,8 @@ def run(options: Options) -> BResult:
                 call = MAKERS[s](p)
                 _first_call(p, call, cell)
                 calls[s] = call
+                if s == "jaxmin":  # (after the jitted call: one-off start-up costs fall there)
+                    cell.first_direct = timed_call(_jaxmin_direct(p))[0]
             except Exception as e:  # noqa: BLE001
                 cell.note = f"error: {type(e).__name__}: {str(e)[:100]}"
         rounds = rounds_for(calls, repeats) if adapt else repeats
@@ -249,11 +264,14 @@ def markdown(res: BResult) -> str:
         f"Steady time: median of {res.repeats} interleaved repeats (more, up to 201, where a round "
         "takes under 0.1 s: as many as fit in 0.5 s), in ms; ratio: to SciPy's time. "
         "✓: the target met at the returned x, inside the bounds. First call: trace + compile + "
-        "solve (SciPy: its jitted value_and_grad compiled on the first evaluation).\n\n"
+        "solve (SciPy: its jitted value_and_grad compiled on the first evaluation); jaxmin's "
+        "twice, as its steady time is measured (`jm.minimize` inside the caller's `jax.jit`) and "
+        "directly (`jm.minimize(...)` from Python, as a script calls it: at most 256 unknowns "
+        "compile with jaxmin's small-problem options), each on a fresh closure.\n\n"
     )
     solvers = [s for s in SOLVERS if any(s in c for _, c in res.rows)]
     cols = " | ".join(f"{LABEL[s]} ✓ / evals / ms" + (" / ratio" if s != "scipy" else "") for s in solvers)
-    first = "first call " + " / ".join(LABEL[s] for s in solvers)
+    first = "first call " + " / ".join(LABEL[s] + (" in jit / direct" if s == "jaxmin" else "") for s in solvers)
     lines = [f"| problem | n | {cols} | {first} | notes |", "|---|---:|" + "---|" * len(solvers) + "---:|---|"]
     for p, cells in res.rows:
         ref = cells.get("scipy")
@@ -270,7 +288,8 @@ def markdown(res: BResult) -> str:
             same_f = c.f is None or ref is None or ref.f is None or abs(c.f - ref.f) <= 1e-6 * (1 + abs(ref.f))
             if s != "scipy" and c.solved and ref is not None and ref.solved and not same_f:
                 notes.append(f"{LABEL[s]}: f {c.f:.6g} vs SciPy {ref.f:.6g}")
-        firsts = " / ".join(fmt_time(cells[s].first) for s in solvers)
+        firsts = " / ".join(fmt_time(cells[s].first) + (f" / {fmt_time(cells[s].first_direct)}" if s == "jaxmin" else "")
+                            for s in solvers)
         lines.append(f"| {p.name} | {p.n} | " + " | ".join(parts) + f" | {firsts} | {'; '.join(notes)} |")
     summ = summary(res)
     tail = ["", "Over the problems SciPy solves:"]
@@ -279,6 +298,12 @@ def markdown(res: BResult) -> str:
         tm = f"{d['time']:.3f} (max {d['time_max']:.3f})" if d["time"] is not None else "–"
         tail.append(f"- {LABEL[s]}: solved {d['solved']}/{d['of']}; median evals ratio {ev}; "
                     f"median time ratio {tm}.")
+    hs = [c["jaxmin"] for p, c in res.rows if p.name.startswith("hs") and "jaxmin" in c]
+    for what, key in (("in jit", "first"), ("direct", "first_direct")):
+        firsts = [getattr(c, key) for c in hs if getattr(c, key) is not None]
+        if firsts:
+            tail.append(f"- {LABEL['jaxmin']}, first call on the HS problems, {what}: median "
+                        f"{fmt_time(median(firsts))}, max {fmt_time(max(firsts))}.")
     return head + "\n".join(lines) + "\n" + "\n".join(tail) + f"\n\nSection time {res.elapsed:.0f} s.\n"
 
 
