@@ -26,13 +26,26 @@ SMALL_PROBLEM = 256
 SMALL_DATA = 65536
 _SMALL_PROBLEM_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
+# At most this many unknowns and numbers in the problem's arrays, the small-problem
+# program is also compiled without LLVM's optimisations (XLA's optimisation level 0):
+# LLVM's passes and instruction selection are most of XLA:CPU's compile time, so the
+# first call of a tiny problem (Hock-Schittkowski's) takes about half the time, while a
+# solve of it, a few hundred microseconds, takes 1.1-1.6x as long (at n = 32, 2-4x).
+# A one-off solve wins; a direct call repeated thousands of times loses, and should be
+# jitted, which compiles it with the default options.
+# Measurements: benchmarks/README.md, "First calls: where the time goes".
+TINY_PROBLEM = 16
+TINY_DATA = 1024
+_TINY_PROBLEM_OPTIONS = {**_SMALL_PROBLEM_OPTIONS, "xla_backend_optimization_level": 0}
+
 
 class Program(NamedTuple):
-    """A solve body jitted twice (its first argument static): `default`, and `small`,
-    compiled with `_SMALL_PROBLEM_OPTIONS`."""
+    """A solve body jitted three times (its first argument static): `default`, `small`,
+    compiled with `_SMALL_PROBLEM_OPTIONS`, and `tiny`, with `_TINY_PROBLEM_OPTIONS`."""
 
     default: Callable
     small: Callable
+    tiny: Callable
 
 
 class Static(NamedTuple):
@@ -47,7 +60,8 @@ class Static(NamedTuple):
 def compiled(body: Callable) -> Program:
     """`body(static: Static, dynamic: list, max_steps)` as a `Program`."""
     return Program(jax.jit(body, static_argnums=0),
-                   jax.jit(body, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS))
+                   jax.jit(body, static_argnums=0, compiler_options=_SMALL_PROBLEM_OPTIONS),
+                   jax.jit(body, static_argnums=0, compiler_options=_TINY_PROBLEM_OPTIONS))
 
 
 def call_method(module, name: str, *args):
@@ -83,12 +97,15 @@ def _for_size(program: Program, x0, dynamic: list) -> Callable:
     """`small` for at most `SMALL_PROBLEM` unknowns and `SMALL_DATA` numbers in the
     problem's arrays (`dynamic`) on the CPU backend, called outside any trace (JAX
     takes compiler options only on a top-level `jit`; under `jit`, `vmap` or `grad`
-    the solve is part of the caller's program)."""
+    the solve is part of the caller's program); `tiny` for at most `TINY_PROBLEM`
+    unknowns and `TINY_DATA` numbers."""
     size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
     data = sum(int(np.size(leaf)) for leaf in dynamic if leaf is not None)
     small = (size <= SMALL_PROBLEM and data <= SMALL_DATA and jax.default_backend() == "cpu"
              and _outside_traces())
-    return program.small if small else program.default
+    if not small:
+        return program.default
+    return program.tiny if size <= TINY_PROBLEM and data <= TINY_DATA else program.small
 
 
 def _outside_traces() -> bool:
