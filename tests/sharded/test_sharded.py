@@ -77,9 +77,12 @@ def test_vmap_over_a_sharded_batch(name):
     # every member takes its own unbatched solve's steps and evaluations, and lands on
     # its x to a few ulps: XLA's CPU backend fuses the batched program differently and
     # may contract a different set of multiply-adds into FMAs (measured: 6 of 64
-    # L-BFGS members differ in the last bits, with or without sharding)
+    # L-BFGS members differ in the last bits, with or without sharding). The unbatched
+    # solve is jitted too, compiled as the batch is (a direct call of this tiny problem
+    # compiles without LLVM's optimisations: `_compiled.TINY_PROBLEM`)
+    one = jax.jit(lambda x0, a: jm.minimize(_rosenbrock, x0, solver, args=(a,)))
     for i in range(0, B, 7):
-        single = jm.minimize(_rosenbrock, x0[i], solver, args=(a[i],))
+        single = one(x0[i], a[i])
         np.testing.assert_allclose(np.asarray(sol.x[i]), np.asarray(single.x), rtol=1e-14, atol=0)
         assert int(sol.num_steps[i]) == int(single.num_steps)
         assert int(sol.num_fun_evals[i]) == int(single.num_fun_evals)
