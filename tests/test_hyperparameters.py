@@ -102,8 +102,12 @@ def test_cg_tolerances_traced_in_implicit_derivative():
 def _check_vmap(make, values, max_steps=1000, fn=_quadratic):
     solve = lambda v: jm.minimize(fn, X0, make(v), args=(A, B), max_steps=max_steps)
     batched = jax.vmap(solve)(values)
+    # each member against its own solve compiled as the batch is, in `jit` (a direct call
+    # of this tiny problem compiles without LLVM's optimisations, `_compiled.TINY_PROBLEM`,
+    # and over thousands of steps its last bits drift further)
+    single_solve = jax.jit(solve)
     for i, v in enumerate(values):
-        single = solve(v)
+        single = single_solve(v)
         assert int(batched.num_steps[i]) == int(single.num_steps)
         assert int(batched.status[i]) == int(single.status)
         np.testing.assert_allclose(batched.x[i], single.x, rtol=1e-12, atol=1e-14)
