@@ -14,8 +14,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
+from ._captured import referenced_arrays
+
 # At most this many unknowns, and this many numbers in all the problem's arrays (x0,
-# args, bounds, hyperparameters), jaxmin's own jit compiles without XLA:CPU's fusion
+# args, bounds, hyperparameters, and what its functions hold), jaxmin's own jit compiles without XLA:CPU's fusion
 # emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
 # less time and the steady time is within noise; above, the emitters' kernels run
 # faster (by 7-90% at n = 1000-10^4; by 19% on a logistic regression whose data is
@@ -88,7 +90,7 @@ def run(program: Program, problem, x0, options: tuple, max_steps: int):
     leaves, treedef = jax.tree.flatten(problem)
     dynamic = [leaf if is_dynamic(leaf) else None for leaf in leaves]
     static = Static(treedef, tuple(None if is_dynamic(leaf) else leaf for leaf in leaves), options)
-    return _for_size(program, x0, dynamic)(static, dynamic, np.int32(max_steps))
+    return _for_size(program, x0, dynamic, static.leaves)(static, dynamic, np.int32(max_steps))
 
 
 def merge(static: Static, dynamic: list):
@@ -97,14 +99,16 @@ def merge(static: Static, dynamic: list):
     return jax.tree.unflatten(static.treedef, leaves)
 
 
-def _for_size(program: Program, x0, dynamic: list) -> Callable:
+def _for_size(program: Program, x0, dynamic: list, static_leaves: tuple) -> Callable:
     """`small` for at most `SMALL_PROBLEM` unknowns and `SMALL_DATA` numbers in the
-    problem's arrays (`dynamic`) on the CPU backend, called outside any trace (JAX
-    takes compiler options only on a top-level `jit`; under `jit`, `vmap` or `grad`
-    the solve is part of the caller's program); `tiny` for at most `TINY_PROBLEM`
+    problem's arrays (`dynamic`, and the arrays its functions capture or name as
+    globals: such data is compiled into the program as constants) on the CPU backend, called outside any
+    trace (JAX takes compiler options only on a top-level `jit`; under `jit`, `vmap` or
+    `grad` the solve is part of the caller's program); `tiny` for at most `TINY_PROBLEM`
     unknowns and `TINY_DATA` numbers."""
     size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
-    data = sum(int(np.size(leaf)) for leaf in dynamic if leaf is not None)
+    held = referenced_arrays([leaf for leaf in static_leaves if callable(leaf)])
+    data = sum(int(np.size(leaf)) for leaf in [*dynamic, *held] if leaf is not None)
     small = (size <= SMALL_PROBLEM and data <= SMALL_DATA and jax.default_backend() == "cpu"
              and _outside_traces())
     if not small:

@@ -17,8 +17,6 @@ at `x0` (f, g and whatever the solver derives from them evaluated with the curre
 (`AbstractSolver.warm_state`), and the driver's progress record starts anew.
 """
 
-import functools
-import types
 from typing import Any, NamedTuple, Optional
 
 import equinox as eqx
@@ -26,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._captured import captured_values
 from ._solution import Solution
 from .solvers import AbstractSolver
 
@@ -75,14 +74,14 @@ def fingerprint(tree) -> jax.Array:
     """A uint32 digest of the problem `tree` holds, so that a warm start can tell
     whether it continues the same problem: every array and number among its leaves
     (`args`, bounds, the solver's hyperparameters, the arrays of an `eqx.Module` `fn`)
-    and among what its functions capture (`_captured`). Arrays count by their bits, not
+    and among what its functions capture (`_captured.captured_values`). Arrays count by their bits, not
     their values: exact, and the same in any compiled program.
 
     An array that is not traced (a constant of the compiled program: an array `fn`
     closes over, or `args` closed over by the caller's `jit`) is digested once, while
     tracing, and costs nothing at run time; a traced one is read once per solve."""
     total = jnp.zeros((), jnp.uint32)
-    for k, value in enumerate(_values(tree, set())):
+    for k, value in enumerate(captured_values(tree)):
         if isinstance(value, (bool, int)):  # (static: a Python int has no bits to read)
             part = jnp.uint32((value ^ (value >> 32)) & 0xFFFFFFFF)
         elif isinstance(value, jax.core.Tracer):
@@ -92,51 +91,6 @@ def fingerprint(tree) -> jax.Array:
                 part = _leaf_digest(jnp.asarray(value))
         total = total + part * jnp.uint32(2 * k + 1)
     return total
-
-
-_NUMBERS = (bool, int, float, complex, np.generic, np.ndarray, jax.Array)
-
-
-def _values(tree, seen: set) -> list:
-    """The arrays and numbers among `tree`'s leaves, and those its functions capture."""
-    try:
-        leaves = jax.tree.leaves(tree)
-    except (TypeError, ValueError):  # (captured, not a pytree: a dict with mixed keys)
-        return []
-    values = []
-    for leaf in leaves:
-        if isinstance(leaf, _NUMBERS):
-            values.append(leaf)
-        elif callable(leaf):
-            for part in _captured(leaf, seen):
-                values += _values(part, seen)
-    return values
-
-
-def _captured(fn, seen: set) -> list:
-    """What a function reads besides its arguments, as far as Python shows it: a
-    closure's cells and defaults (so `lambda x: loss(x, lam)` counts `lam`), a
-    `functools.partial`'s arguments, a bound method's object, a wrapped function
-    (`__wrapped__`); not globals, nor other objects' attributes. A mutable container
-    in a closure (a log) counts as it is when the solve is traced: one that changes
-    makes the next solve a new problem (a refreshed warm start, not an exact
-    continuation). `seen`: the ids already walked."""
-    if id(fn) in seen:
-        return []
-    seen.add(id(fn))
-    if isinstance(fn, functools.partial):
-        return [fn.func, fn.args, fn.keywords]
-    if isinstance(fn, types.MethodType):
-        return [fn.__func__, fn.__self__]
-    if not isinstance(fn, types.FunctionType):  # e.g. `jax.jit(f)`: what `f` captures
-        return [getattr(fn, "__wrapped__", None)]
-    cells = []
-    for cell in fn.__closure__ or ():
-        try:
-            cells.append(cell.cell_contents)
-        except ValueError:  # (a cell not yet filled)
-            pass
-    return [cells, fn.__defaults__, fn.__kwdefaults__]
 
 
 @jax.jit
