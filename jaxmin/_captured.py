@@ -22,9 +22,8 @@ def referenced_arrays(tree) -> list:
     functions they capture) name as globals: a script's data at module level, which a
     compiled solve holds as constants. For sizing a problem, not for telling problems
     apart (a global can change between two solves unseen)."""
-    functions = [v for v in _functions(tree, set())]
     arrays = [v for v in captured_values(tree) if isinstance(v, (np.ndarray, jax.Array))]
-    for fn in functions:
+    for fn in _functions(tree, set()):
         names = set(fn.__code__.co_names)
         for const in fn.__code__.co_consts:  # (nested functions and lambdas)
             if isinstance(const, types.CodeType):

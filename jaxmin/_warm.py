@@ -74,8 +74,8 @@ def fingerprint(tree) -> jax.Array:
     """A uint32 digest of the problem `tree` holds, so that a warm start can tell
     whether it continues the same problem: every array and number among its leaves
     (`args`, bounds, the solver's hyperparameters, the arrays of an `eqx.Module` `fn`)
-    and among what its functions capture (`_captured.captured_values`). Arrays count by their bits, not
-    their values: exact, and the same in any compiled program.
+    and among what its functions capture (`_captured.captured_values`). Arrays count by
+    their bits, not their values: exact, and the same in any compiled program.
 
     An array that is not traced (a constant of the compiled program: an array `fn`
     closes over, or `args` closed over by the caller's `jit`) is digested once, while
