@@ -14,7 +14,8 @@ _NUMBERS = (bool, int, float, complex, np.generic, np.ndarray, jax.Array)
 
 def captured_values(tree) -> list:
     """The arrays and numbers among `tree`'s leaves, and those its functions capture."""
-    return _values(tree, set())
+    values, _ = _walk(tree)
+    return values
 
 
 def referenced_arrays(tree) -> list:
@@ -22,8 +23,9 @@ def referenced_arrays(tree) -> list:
     functions they capture) name as globals: a script's data at module level, which a
     compiled solve holds as constants. For sizing a problem, not for telling problems
     apart (a global can change between two solves unseen)."""
-    arrays = [v for v in captured_values(tree) if isinstance(v, (np.ndarray, jax.Array))]
-    for fn in _functions(tree, set()):
+    values, functions = _walk(tree)
+    arrays = [v for v in values if isinstance(v, (np.ndarray, jax.Array))]
+    for fn in functions:
         names = set(fn.__code__.co_names)
         for const in fn.__code__.co_consts:  # (nested functions and lambdas)
             if isinstance(const, types.CodeType):
@@ -33,36 +35,27 @@ def referenced_arrays(tree) -> list:
     return arrays
 
 
-def _functions(tree, seen: set) -> list:
-    """The Python functions among `tree`'s leaves and what they capture."""
-    try:
-        leaves = jax.tree.leaves(tree)
-    except (TypeError, ValueError):
-        return []
-    out = []
-    for leaf in leaves:
-        if callable(leaf) and not isinstance(leaf, _NUMBERS) and id(leaf) not in seen:
-            if isinstance(leaf, types.FunctionType):
-                out.append(leaf)
-            for part in _captured(leaf, seen):
-                out += _functions(part, seen)
-    return out
+def _walk(tree) -> tuple[list, list]:
+    """`(values, functions)`: the arrays and numbers among `tree`'s leaves and what its
+    functions capture, and the Python functions met on the way."""
+    values, functions, seen = [], [], set()
 
+    def visit(part):
+        try:
+            leaves = jax.tree.leaves(part)
+        except (TypeError, ValueError):  # (captured, not a pytree: a dict with mixed keys)
+            return
+        for leaf in leaves:
+            if isinstance(leaf, _NUMBERS):
+                values.append(leaf)
+            elif callable(leaf) and id(leaf) not in seen:
+                if isinstance(leaf, types.FunctionType):
+                    functions.append(leaf)
+                for captured in _captured(leaf, seen):
+                    visit(captured)
 
-def _values(tree, seen: set) -> list:
-    """`captured_values`, `seen` holding the ids of the functions already walked."""
-    try:
-        leaves = jax.tree.leaves(tree)
-    except (TypeError, ValueError):  # (captured, not a pytree: a dict with mixed keys)
-        return []
-    values = []
-    for leaf in leaves:
-        if isinstance(leaf, _NUMBERS):
-            values.append(leaf)
-        elif callable(leaf):
-            for part in _captured(leaf, seen):
-                values += _values(part, seen)
-    return values
+    visit(tree)
+    return values, functions
 
 
 def _captured(fn, seen: set) -> list:

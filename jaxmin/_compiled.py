@@ -102,16 +102,16 @@ def merge(static: Static, dynamic: list):
 def _for_size(program: Program, x0, dynamic: list, static_leaves: tuple) -> Callable:
     """`small` for at most `SMALL_PROBLEM` unknowns and `SMALL_DATA` numbers in the
     problem's arrays (`dynamic`, and the arrays its functions capture or name as
-    globals: such data is compiled into the program as constants) on the CPU backend, called outside any
-    trace (JAX takes compiler options only on a top-level `jit`; under `jit`, `vmap` or
-    `grad` the solve is part of the caller's program); `tiny` for at most `TINY_PROBLEM`
-    unknowns and `TINY_DATA` numbers."""
+    globals: such data is compiled into the program as constants) on the CPU backend,
+    called outside any trace (JAX takes compiler options only on a top-level `jit`;
+    under `jit`, `vmap` or `grad` the solve is part of the caller's program); `tiny` for
+    at most `TINY_PROBLEM` unknowns and `TINY_DATA` numbers."""
     size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
+    if size > SMALL_PROBLEM or jax.default_backend() != "cpu" or not _outside_traces():
+        return program.default
     held = referenced_arrays([leaf for leaf in static_leaves if callable(leaf)])
     data = sum(int(np.size(leaf)) for leaf in [*dynamic, *held] if leaf is not None)
-    small = (size <= SMALL_PROBLEM and data <= SMALL_DATA and jax.default_backend() == "cpu"
-             and _outside_traces())
-    if not small:
+    if data > SMALL_DATA:
         return program.default
     return program.tiny if size <= TINY_PROBLEM and data <= TINY_DATA else program.small
 
