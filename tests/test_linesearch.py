@@ -87,6 +87,31 @@ def test_wolfe_on_rosenbrock_direction(search):
     assert abs(float(jnp.dot(res.g, p))) <= float(search.c2) * abs(dphi0)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_zoom_gives_up_at_once_where_no_decrease_is_resolvable(dtype):
+    """A long direction from just off a quadratic's minimum (as rounding makes one, e.g.
+    an L-BFGS pair from a step f could not resolve): the best decrease along it,
+    K delta^2 / 2, lies far below f's rounding. Zoom stops after the first trial instead
+    of halving the step until the bracket's linear model runs out; a decrease that f
+    resolves past a quartic wall is still found."""
+    K, c0 = 1e5, 1e5
+    delta = 1e-12 if dtype == jnp.float64 else 1e-7
+    fn = lambda z: c0 + 0.5 * K * jnp.sum(z**2)
+    x = jnp.array([delta], dtype)
+    f0, g0 = jax.value_and_grad(fn)(x)
+    p = -jnp.ones(1, dtype)
+    zoom = jm.linesearch.Zoom()
+    res = zoom(jax.value_and_grad(fn), x, p, f0, g0, 1.0)
+    assert not bool(res.ok) and int(res.num_evals) == 1
+    assert not float(res.f) < float(f0)
+    # a real decrease behind a first trial far up a quartic wall: not hopeless
+    wall = lambda z: 1.0 - 1e-2 * z[0] + 1e4 * z[0] ** 4
+    x = jnp.zeros(1, dtype)
+    f0, g0 = jax.value_and_grad(wall)(x)
+    res = zoom(jax.value_and_grad(wall), x, jnp.ones(1, dtype), f0, g0, 1.0)
+    assert bool(res.ok) and float(res.f) < float(f0)
+
+
 def test_traced_hyperparameters():
     # c1/c2 as arrays: one compilation serves many values
     fn = phi_quartic

@@ -205,9 +205,14 @@ def _enumerated_minimum(G, a, C, b, lower, upper):
         E = np.eye(n)[fixed]
         K = np.block([[G, -C.T, -E.T], [C, np.zeros((me, me + E.shape[0]))],
                       [E, np.zeros((E.shape[0], me + E.shape[0]))]])
+        rhs = np.concatenate([-a, b, value[fixed]])
         try:
-            sol = np.linalg.solve(K, np.concatenate([-a, b, value[fixed]]))
+            sol = np.linalg.solve(K, rhs)
         except np.linalg.LinAlgError:
+            continue
+        # a singular K need not raise (LAPACK's pivots round to tiny, not zero): keep
+        # only faces whose system was really solved
+        if not np.allclose(K @ sol, rhs, rtol=0, atol=1e-9):
             continue
         d = sol[:n]
         if np.all(d >= lower - 1e-12) and np.all(d <= upper + 1e-12):

@@ -93,7 +93,7 @@ class Zoom(AbstractLineSearch):
             width = jnp.abs(v[_A_HI] - v[_A_LO])
             unresolved = width * jnp.abs(dphi0) <= eps(x) * jnp.abs(f0)
             collapsed = jnp.isfinite(v[_A_HI]) & ((width <= eps(x) * v[_A_HI]) | unresolved)
-            return ~done & (n < self.max_steps) & ~collapsed
+            return ~done & (n < self.max_steps) & ~collapsed & ~_hopeless(v, f0, dphi0, eps(x))
 
         def body(carry):
             v, n, _, g_lo, _ = carry
@@ -108,3 +108,17 @@ class Zoom(AbstractLineSearch):
         # success: lo is the Wolfe point; failure: lo if it decreased f, else last trial
         use_lo = done | (v[_A_LO] > 0)
         return best_or_last(use_lo, (v[_A_LO], v[_F_LO], g_lo), (v[_A], v[_F], g), done, n)
+
+
+def _hopeless(v, f0, dphi0, eps):
+    """No decrease found yet, and none that f resolves exists along the direction: the
+    quadratic through `f0`, the slope `dphi0` and the trial that was too long (N&W
+    §3.5's interpolant), its curvature confirmed within 25% by the slope at that trial,
+    has its minimum within f's rounding of `f0`. A direction corrupted by rounding
+    (a memory pair from a step f could not resolve) otherwise costs the search all its
+    evaluations, each halving the step, to the same failure."""
+    a_hi, f_hi, d_hi = v[_A_HI], v[_F_HI], v[_D_HI]
+    curvature = (f_hi - f0 - dphi0 * a_hi) / (a_hi * a_hi)
+    from_slope = (d_hi - dphi0) / (2 * a_hi)
+    quadratic = jnp.isfinite(curvature) & (curvature > 0) & (jnp.abs(from_slope - curvature) <= 0.25 * curvature)
+    return (v[_A_LO] == 0) & quadratic & (dphi0 * dphi0 <= 4 * curvature * eps * jnp.abs(f0))
