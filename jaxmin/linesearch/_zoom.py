@@ -26,7 +26,9 @@ class Zoom(AbstractLineSearch):
     `f(x + alpha p) <= f(x) + c1 alpha dphi(0)` and `|dphi(alpha)| <= c2 |dphi(0)|`.
     The step grows 4x until a minimiser is bracketed, then the bracket shrinks by
     safeguarded cubic interpolation (N&W eq. 3.59) or bisection. Both phases share one
-    bounded loop: before a bracket exists its upper end is `inf`.
+    bounded loop: before a bracket exists its upper end is `inf`. The search gives up
+    early where f cannot resolve any decrease along `p` (the quadratic through the
+    start and the first too-long trial bottoms out within f's rounding).
 
     The default search of `jm.LBFGS` and `jm.BFGS`: the curvature condition keeps
     `s.y > 0`, so every step adds a memory pair. Choose `MoreThuente` for SciPy
