@@ -112,7 +112,7 @@ class Zoom(AbstractLineSearch):
         return best_or_last(use_lo, (v[_A_LO], v[_F_LO], g_lo), (v[_A], v[_F], g), done, n)
 
 
-def _hopeless(v, f0, dphi0, eps):
+def _hopeless(v, f0, dphi0, epsilon):
     """No decrease found yet, and none that f resolves exists along the direction: the
     quadratic through `f0`, the slope `dphi0` and the trial that was too long (N&W
     §3.5's interpolant), its curvature confirmed within 25% by the slope at that trial,
@@ -123,4 +123,4 @@ def _hopeless(v, f0, dphi0, eps):
     curvature = (f_hi - f0 - dphi0 * a_hi) / (a_hi * a_hi)
     from_slope = (d_hi - dphi0) / (2 * a_hi)
     quadratic = jnp.isfinite(curvature) & (curvature > 0) & (jnp.abs(from_slope - curvature) <= 0.25 * curvature)
-    return (v[_A_LO] == 0) & quadratic & (dphi0 * dphi0 <= 4 * curvature * eps * jnp.abs(f0))
+    return (v[_A_LO] == 0) & quadratic & (dphi0 * dphi0 <= 4 * curvature * epsilon * jnp.abs(f0))
