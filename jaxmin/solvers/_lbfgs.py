@@ -20,8 +20,8 @@ from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, MoreThuente, Zoom
 from ._base import AbstractSolver, AbstractState
 from ._lbfgsb import LBFGSB
-from ._search import check_options, search_step, start_point
-from ._stopping import certified_end, keep_reason
+from ._search import check_options, search_unless_certified, start_point
+from ._stopping import certified_end, certifies, keep_reason
 from ._trust_cg import accurate_newton_direction, second_order_product
 
 
@@ -72,13 +72,6 @@ def two_loop(g: Vector, s_hist, y_hist, rho, k, gamma: Scalar) -> Vector:
 def _no_bounds(constraints: Constraints | None) -> None:
     if constraints is not None and constraints.has_bounds:
         raise ValueError("`LBFGS` takes no bounds: use `jm.LBFGSB`, or `jm.LBFGS().with_bounds()`.")
-
-
-def _unmoved(x, f, g, step):
-    """`step` replaced by staying at `(x, f, g)`: a certified stop takes no step."""
-    zero = jnp.zeros((), jnp.int32)
-    return eqx.tree_at(lambda s: (s.x, s.f, s.g, s.alpha, s.ls_evals, s.failed, s.flat_steps),
-                       step, (x, f, g, jnp.zeros_like(step.alpha), zero, jnp.array(False), step.flat_steps))
 
 
 class LBFGS(AbstractSolver[_LBFGSState]):
@@ -213,18 +206,19 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         hessian_product = second_order_product(lambda z: jax.grad(fn)(z, *args), x)
         certify = (state.pending != Reason.RUNNING) & (hessian_product is not None)
         products = jnp.array(0, jnp.int32)
+        certified = jnp.array(False)
         if hessian_product is not None:
             q, products, q_predicted = accurate_newton_direction(hessian_product, g, certify)
             certify_along = certify & (q_predicted > 0)  # (NaN: the L-BFGS step instead)
             p, predicted = jnp.where(certify_along, q, p), jnp.where(certify, q_predicted, predicted)
+            certified = certifies(state.pending, predicted, f, x)
         # a failure resets the memory: the retry is steepest descent, unless it was one
-        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
-                           retry_possible=(k > 0) & ~certify, ftol=self.tolerance_ftol(x),
-                           model_exact=certify)
+        step = search_unless_certified(certified, self.linesearch, fn, args, x, f, g, p, predicted,
+                                       state.flat_steps, retry_possible=(k > 0) & ~certify,
+                                       ftol=self.tolerance_ftol(x), model_exact=certify)
         reason, pending = step.reason, state.pending
         if hessian_product is not None:
-            certified, reason, pending = certified_end(state.pending, predicted, f, x, step.reason)
-            step = jax.tree.map(lambda old, new: jnp.where(certified, old, new), _unmoved(x, f, g, step), step)
+            reason, pending = certified_end(certified, state.pending, step.reason)
         s, y = step.x - x, step.g - g
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)
 

@@ -29,8 +29,8 @@ from ..linear import AbstractLinearSolver, TruncatedCG
 from ..linear import Reason as LinearReason
 from ..linesearch import AbstractLineSearch, Backtracking
 from ._base import AbstractSolver, AbstractState
-from ._search import check_options, search_step, start_point
-from ._stopping import certified_end, keep_reason
+from ._search import check_options, search_unless_certified, start_point
+from ._stopping import certified_end, certifies, keep_reason
 from ._trust_cg import accurate_newton_direction
 
 
@@ -147,20 +147,20 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
         cg_steps = cg_steps + q_steps
         # linearising the gradient at x re-evaluates it once: counted as an evaluation
         linearised = jnp.array(1, jnp.int32)
-        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
-                           retry_possible=newton & ~certify, ftol=self.tolerance_ftol(x),
-                           model_exact=certify)
-        certified, reason, pending = certified_end(state.pending, predicted, f, x, step.reason)
-        keep = lambda old, new: jnp.where(certified, old, new)  # noqa: E731
+        certified = certifies(state.pending, predicted, f, x)
+        step = search_unless_certified(certified, self.linesearch, fn, args, x, f, g, p, predicted,
+                                       state.flat_steps, retry_possible=newton & ~certify,
+                                       ftol=self.tolerance_ftol(x), model_exact=certify)
+        reason, pending = certified_end(certified, state.pending, step.reason)
         new_state = _NewtonCGState(
-            f=keep(f, step.f), g=keep(g, step.g),
+            f=step.f, g=step.g,
             steepest_next=step.failed & ~certify,
             pending=pending,
-            flat_steps=keep(state.flat_steps, step.flat_steps),
+            flat_steps=step.flat_steps,
             reason=keep_reason(state.reason, reason),
-            alpha=keep(jnp.zeros_like(step.alpha), step.alpha), ls_evals=keep(0, step.ls_evals),
+            alpha=step.alpha, ls_evals=step.ls_evals,
             cg_steps=cg_steps,
-            num_fun_evals=state.num_fun_evals + linearised + keep(0, step.ls_evals),
+            num_fun_evals=state.num_fun_evals + linearised + step.ls_evals,
             num_hvp_evals=state.num_hvp_evals + cg_steps,
         )
-        return keep(x, step.x), new_state
+        return step.x, new_state

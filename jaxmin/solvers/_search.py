@@ -78,6 +78,25 @@ def search_step(
     )
 
 
+def search_unless_certified(certified: Bool[Array, ""], linesearch: AbstractLineSearch, fn: Objective,
+                            args: tuple, x: Vector, f: Scalar, g: Vector, p: Vector, predicted: Scalar,
+                            flat_steps: Int[Array, ""], retry_possible: Bool[Array, ""], ftol: Array,
+                            model_exact: Bool[Array, ""]) -> SearchStep:
+    """`search_step`, or where `certified` (a certified first-order stop,
+    `_stopping.certifies`) no search at all: the step stays at `(x, f, g)`."""
+
+    def stay():
+        zero = jnp.zeros((), jnp.int32)
+        return SearchStep(x=x, f=f, g=g, alpha=jnp.zeros((), f.dtype), ls_evals=zero,
+                          failed=jnp.array(False), flat_steps=flat_steps, reason=zero)
+
+    def search():
+        return search_step(linesearch, fn, args, x, f, g, p, predicted, flat_steps,
+                           retry_possible, ftol, model_exact)
+
+    return jax.lax.cond(certified, stay, search)
+
+
 def check_options(solver, gtol: ScalarLike, linesearch: Optional[AbstractLineSearch]) -> None:
     """Raise for a negative `gtol` or `ftol` (when Python numbers) or a non-search
     `linesearch` (`None` stands for "no line search")."""

@@ -181,19 +181,24 @@ def end_step(
     return StepEnd(failed=failed, flat_steps=flat_steps, reason=reason.astype(jnp.int32))
 
 
-def certified_end(pending: Int[Array, ""], predicted: Scalar, f: Scalar, x: Vector,
-                  step_reason: Int[Array, ""]) -> tuple[Bool[Array, ""], Int[Array, ""], Int[Array, ""]]:
-    """`(certified, reason, pending)` for a solver that certifies first-order stops
-    with an accurate Newton step (see the module docstring): `pending` is the `FTOL` or
-    `PRECISION` reason the last step met (`RUNNING`: none), and this step, whose model
-    predicted `predicted` from `(x, f)`, certifies it where that is lost in f's rounding
-    (the solve then ends with `pending` and the step is not taken); a first-order stop
+def certifies(pending: Int[Array, ""], predicted: Scalar, f: Scalar, x: Vector) -> Bool[Array, ""]:
+    """Whether this step certifies the first-order stop `pending` (the `FTOL` or
+    `PRECISION` reason the last step met; `RUNNING`: none) of a solver that certifies
+    such stops with an accurate Newton step (see the module docstring): the decrease
+    its model predicts from `(x, f)`, `predicted`, is lost in f's rounding. A certified
+    stop takes no step (`_search.search_unless_certified`)."""
+    return (pending != Reason.RUNNING) & lost_in_rounding(predicted, f, x)
+
+
+def certified_end(certified: Bool[Array, ""], pending: Int[Array, ""],
+                  step_reason: Int[Array, ""]) -> tuple[Int[Array, ""], Int[Array, ""]]:
+    """`(reason, pending)` after a step of a solver that certifies first-order stops:
+    a `certified` stop (`certifies`) ends the solve with `pending`; a first-order stop
     this step meets becomes the new `pending` instead of ending the solve."""
-    certified = (pending != Reason.RUNNING) & lost_in_rounding(predicted, f, x)
     first_order = (step_reason == Reason.FTOL) | (step_reason == Reason.PRECISION)
     reason = jnp.where(certified, pending, jnp.where(first_order, Reason.RUNNING, step_reason))
     new_pending = jnp.where(first_order & ~certified, step_reason, Reason.RUNNING)
-    return certified, reason.astype(jnp.int32), new_pending.astype(jnp.int32)
+    return reason.astype(jnp.int32), new_pending.astype(jnp.int32)
 
 
 def keep_reason(old: Int[Array, ""], new: Int[Array, ""]) -> Int[Array, ""]:
