@@ -91,3 +91,33 @@ def test_invalid_hyperparameters():
     with pytest.raises(TypeError, match="linesearch"):
         jm.LBFGS(linesearch="zoom")
 
+
+
+_SEARCHES = []
+
+
+class _CountingZoom(jm.linesearch.Zoom):
+    """`Zoom` that records each search it runs (a host callback: also under `jit`)."""
+
+    def __call__(self, *args, **kwargs):
+        jax.debug.callback(lambda: _SEARCHES.append(1))
+        return super().__call__(*args, **kwargs)
+
+
+def _rosenbrock_off_grid(x):
+    # minimum (1/3, 1/9), f* = 1: no dtype holds it, so the solve ends on a certified
+    # first-order stop rather than an exactly zero gradient
+    return 1.0 + jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 / 3 - x[:-1]) ** 2)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("solver_type", [jm.LBFGS, jm.NewtonCG])
+def test_a_certified_stop_runs_no_line_search(solver_type, dtype):
+    _SEARCHES.clear()
+    sol = jm.minimize(_rosenbrock_off_grid, jnp.array([-1.2, 1.0], dtype),
+                      solver_type(linesearch=_CountingZoom(), gtol=0.0))
+    assert int(sol.reason) in (jm.Reason.FTOL, jm.Reason.PRECISION), sol.message
+    assert int(sol.num_hvp_evals) > 0  # the last step was the certificate's
+    np.testing.assert_allclose(sol.x, [1 / 3, 1 / 9], rtol=1e-3 if dtype == jnp.float32 else 1e-6)
+    # every step searched but the last, which certified the stop and stayed put
+    assert len(_SEARCHES) == int(sol.num_steps) - 1

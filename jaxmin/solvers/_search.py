@@ -1,4 +1,6 @@
-"""`search_step`: direction -> line search -> accept, shared by the line-search solvers.
+"""`search_step`: direction -> line search -> accept, shared by the line-search solvers
+(`search_unless_certified` for those that certify first-order stops: no search where a
+stop is certified).
 
 How the step ended (accepted, flat, failed, and whether the solve ends) is decided by
 `_stopping.end_step`, so every solver ends a solve the same way.
