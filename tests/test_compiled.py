@@ -7,6 +7,7 @@ import pytest
 
 import jaxmin as jm
 from jaxmin import _compiled
+from problems import rosenbrock
 
 _PROGRAM = _compiled.Program(default="default", small="small", tiny="tiny")
 _GLOBAL_DATA = np.ones(100_000)
@@ -66,13 +67,9 @@ def _direct_call_flops(monkeypatch, solver, x0) -> float:
         return call
 
     monkeypatch.setattr(_compiled, "_for_size", spy)
-    sol = jm.minimize(_rosenbrock, x0, solver)
+    sol = jm.minimize(rosenbrock, x0, solver)
     assert bool(sol.success)
     return seen[0]
-
-
-def _rosenbrock(x):
-    return jnp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
