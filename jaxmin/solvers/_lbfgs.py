@@ -20,7 +20,7 @@ from .._typing import ScalarLike, Vector
 from ..linesearch import AbstractLineSearch, MoreThuente, Zoom
 from ._base import AbstractSolver, AbstractState
 from ._lbfgsb import LBFGSB
-from ._search import check_options, search_unless_certified, start_point
+from ._search import check_options, search_step, start_point
 from ._stopping import certified_end, certifies, keep_reason
 from ._trust_cg import accurate_newton_direction, second_order_product
 
@@ -206,18 +206,18 @@ class LBFGS(AbstractSolver[_LBFGSState]):
         hessian_product = second_order_product(lambda z: jax.grad(fn)(z, *args), x)
         certify = (state.pending != Reason.RUNNING) & (hessian_product is not None)
         products = jnp.array(0, jnp.int32)
-        certified = jnp.array(False)
+        certified = None  # (no second derivatives: no certificate)
         if hessian_product is not None:
             q, products, q_predicted = accurate_newton_direction(hessian_product, g, certify)
             certify_along = certify & (q_predicted > 0)  # (NaN: the L-BFGS step instead)
             p, predicted = jnp.where(certify_along, q, p), jnp.where(certify, q_predicted, predicted)
             certified = certifies(state.pending, predicted, f, x)
         # a failure resets the memory: the retry is steepest descent, unless it was one
-        step = search_unless_certified(certified, self.linesearch, fn, args, x, f, g, p, predicted,
-                                       state.flat_steps, retry_possible=(k > 0) & ~certify,
-                                       ftol=self.tolerance_ftol(x), model_exact=certify)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
+                           retry_possible=(k > 0) & ~certify, ftol=self.tolerance_ftol(x),
+                           model_exact=certify, certified=certified)
         reason, pending = step.reason, state.pending
-        if hessian_product is not None:
+        if certified is not None:
             reason, pending = certified_end(certified, state.pending, step.reason)
         s, y = step.x - x, step.g - g
         sy, yy, ss = jnp.dot(s, y), jnp.dot(y, y), jnp.dot(s, s)

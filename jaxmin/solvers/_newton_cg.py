@@ -29,7 +29,7 @@ from ..linear import AbstractLinearSolver, TruncatedCG
 from ..linear import Reason as LinearReason
 from ..linesearch import AbstractLineSearch, Backtracking
 from ._base import AbstractSolver, AbstractState
-from ._search import check_options, search_unless_certified, start_point
+from ._search import check_options, search_step, start_point
 from ._stopping import certified_end, certifies, keep_reason
 from ._trust_cg import accurate_newton_direction
 
@@ -148,9 +148,9 @@ class NewtonCG(AbstractSolver[_NewtonCGState]):
         # linearising the gradient at x re-evaluates it once: counted as an evaluation
         linearised = jnp.array(1, jnp.int32)
         certified = certifies(state.pending, predicted, f, x)
-        step = search_unless_certified(certified, self.linesearch, fn, args, x, f, g, p, predicted,
-                                       state.flat_steps, retry_possible=newton & ~certify,
-                                       ftol=self.tolerance_ftol(x), model_exact=certify)
+        step = search_step(self.linesearch, fn, args, x, f, g, p, predicted, state.flat_steps,
+                           retry_possible=newton & ~certify, ftol=self.tolerance_ftol(x),
+                           model_exact=certify, certified=certified)
         reason, pending = certified_end(certified, state.pending, step.reason)
         new_state = _NewtonCGState(
             f=step.f, g=step.g,

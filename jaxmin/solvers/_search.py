@@ -1,6 +1,5 @@
 """`search_step`: direction -> line search -> accept, shared by the line-search solvers
-(`search_unless_certified` for those that certify first-order stops: no search where a
-stop is certified).
+(no search where a solver certifies a first-order stop).
 
 How the step ended (accepted, flat, failed, and whether the solve ends) is decided by
 `_stopping.end_step`, so every solver ends a solve the same way.
@@ -53,14 +52,27 @@ def search_step(
     retry_possible: Bool[Array, ""],
     ftol: Array,
     model_exact: Bool[Array, ""] = False,
+    certified: Optional[Bool[Array, ""]] = None,
 ) -> SearchStep:
     """Search along the descent direction `p` from `x` and accept any decrease.
 
     `predicted` is the decrease the solver's model expects from a full step (`inf`
     where it has none); `retry_possible` says whether a failure can be retried from a
     safer direction; `model_exact` that `predicted` is an accurate Newton decrement
-    (see `_stopping.end_step`).
+    (see `_stopping.end_step`). Where `certified` (a certified first-order stop,
+    `_stopping.certifies`; `None`: the solver certifies none) the step runs no search
+    and stays at `(x, f, g)`.
     """
+    if certified is not None:
+        zero = jnp.zeros((), jnp.int32)
+        stay = SearchStep(x=x, f=f, g=g, alpha=jnp.zeros((), f.dtype), ls_evals=zero,
+                          failed=jnp.array(False), flat_steps=flat_steps, reason=zero)
+
+        def search():
+            return search_step(linesearch, fn, args, x, f, g, p, predicted, flat_steps,
+                               retry_possible, ftol, model_exact)
+
+        return jax.lax.cond(certified, lambda: stay, search)
     f_and_g = lambda z: jax.value_and_grad(fn)(z, *args)
     ls = linesearch(f_and_g, x, p, f, g, 1.0)
     # a decrease that misses the search's conditions is still progress: keep it
@@ -78,25 +90,6 @@ def search_step(
         x=x_new, f=f_new, g=g_new, alpha=ls.alpha, ls_evals=ls.num_evals,
         failed=end.failed, flat_steps=end.flat_steps, reason=end.reason,
     )
-
-
-def search_unless_certified(certified: Bool[Array, ""], linesearch: AbstractLineSearch, fn: Objective,
-                            args: tuple, x: Vector, f: Scalar, g: Vector, p: Vector, predicted: Scalar,
-                            flat_steps: Int[Array, ""], retry_possible: Bool[Array, ""], ftol: Array,
-                            model_exact: Bool[Array, ""]) -> SearchStep:
-    """`search_step`, or where `certified` (a certified first-order stop,
-    `_stopping.certifies`) no search at all: the step stays at `(x, f, g)`."""
-
-    def stay():
-        zero = jnp.zeros((), jnp.int32)
-        return SearchStep(x=x, f=f, g=g, alpha=jnp.zeros((), f.dtype), ls_evals=zero,
-                          failed=jnp.array(False), flat_steps=flat_steps, reason=zero)
-
-    def search():
-        return search_step(linesearch, fn, args, x, f, g, p, predicted, flat_steps,
-                           retry_possible, ftol, model_exact)
-
-    return jax.lax.cond(certified, stay, search)
 
 
 def check_options(solver, gtol: ScalarLike, linesearch: Optional[AbstractLineSearch]) -> None:

@@ -186,7 +186,7 @@ def certifies(pending: Int[Array, ""], predicted: Scalar, f: Scalar, x: Vector) 
     `PRECISION` reason the last step met; `RUNNING`: none) of a solver that certifies
     such stops with an accurate Newton step (see the module docstring): the decrease
     its model predicts from `(x, f)`, `predicted`, is lost in f's rounding. A certified
-    stop takes no step (`_search.search_unless_certified`)."""
+    stop takes no step (`_search.search_step`'s `certified`)."""
     return (pending != Reason.RUNNING) & lost_in_rounding(predicted, f, x)
 
 
