@@ -7,7 +7,7 @@ import re
 from typing import NamedTuple
 
 _HEADER = re.compile(r"^(?:ENTRY )?%(\S+) .*\{$")
-_OP = re.compile(r"^\s*(?:ROOT )?%\S+ = (.+?) ([a-z][a-z0-9-]*)\(")
+_OP = re.compile(r"^\s*(?:ROOT )?%(\S+) = (.+?) ([a-z][a-z0-9-]*)\(")
 _CALLS = re.compile(r"\b(condition|body|to_apply|calls|branch_computations|true_computation|"
                     r"false_computation)=\{?([^,}\s]+(?:, %[^,}\s]+)*)\}?")
 
@@ -16,6 +16,7 @@ class Instruction(NamedTuple):
     opcode: str  # e.g. "fusion", "while", "all-reduce-start"
     shape: str  # e.g. "f64[4096]{0}", "(f64[], s32[])"
     callees: tuple  # (attribute, computation) it runs: ("body", "region_5.28"), ("calls", ...)
+    name: str = ""  # e.g. "select_fusion.3": unique in the program, the name of its thunk
 
 
 class Program(NamedTuple):
@@ -39,5 +40,5 @@ def parse(text: str) -> Program:
             continue
         callees = tuple((key, callee.lstrip("%")) for key, names in _CALLS.findall(line)
                         for callee in names.split(", "))
-        current.append(Instruction(op.group(2), op.group(1), callees))
+        current.append(Instruction(op.group(3), op.group(2), callees, op.group(1)))
     return Program(entry, computations)

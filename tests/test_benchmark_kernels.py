@@ -56,3 +56,27 @@ def test_loop_tree_gives_the_largest_buffer_and_the_execution_mode():
     assert "[graph, buffers up to 648 B]" in above
     assert buffer_bytes("f32[3,4]{1,0}") == 48 and buffer_bytes("pred[]") == 1
     assert buffer_bytes("(f64[], s32[])") == 0
+
+
+def test_loop_times_counts_each_loops_trips_and_time():
+    """`benchmarks.loop_times` on a loop of 3 trips (each a sort and a sum, kernels of
+    their own, on more data than XLA compiles into one function), called 4 times."""
+    from benchmarks.loop_times import loop_times, thunk_events
+
+    def program(v):
+        def body(carry):
+            i, v = carry
+            return i + 1, jnp.sort(v) * 0.5 + jnp.sum(v)
+
+        return lax.while_loop(lambda c: c[0] < 3, body, (0, v))[1]
+
+    x = jnp.linspace(-1.0, 1.0, 512)
+    compiled = jax.jit(program).lower(x).compile()
+    micros, calls = thunk_events(compiled, x, repeats=4)
+    lines = loop_times(compiled.as_text(), micros, calls, repeats=4)
+    roles = {line.strip().split(":")[0]: line for line in lines}
+    assert set(roles) == {"entry", "condition", "body"}, lines
+    # (XLA runs no condition for a loop whose trip count it knows)
+    assert roles["entry"].strip().startswith("entry: 1 trips") and " 3 trips" in roles["body"], lines
+    spent = float(roles["body"].split("trips, ")[1].split(" µs")[0])
+    assert spent > 0 and "dropped" not in "".join(lines)

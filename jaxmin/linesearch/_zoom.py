@@ -60,7 +60,7 @@ class Zoom(AbstractLineSearch):
         c1, c2 = as_dtype(self.c1, x), as_dtype(self.c2, x)
         dphi0 = jnp.dot(g0, p)
 
-        def update(v, n, g_lo, a, f, g, d):
+        def update(v, n, g_kept, a, f, g, d):
             a_lo, f_lo, d_lo, a_hi, f_hi, d_hi = (v[i] for i in range(_A))
             too_long = (f > f0 + c1 * a * dphi0) | (f >= f_lo)
             wolfe = ~too_long & (jnp.abs(d) <= -c2 * dphi0)
@@ -76,7 +76,9 @@ class Zoom(AbstractLineSearch):
                 new_hi(a, a_lo, a_hi), new_hi(f, f_lo, f_hi), new_hi(d, d_lo, d_hi),
                 a, f,
             )
-            return v, n + 1, wolfe, jnp.where(too_long, g_lo, g), g
+            # the gradient the search returns: lo's once a trial has decreased f (lo moved
+            # off the start), else the last trial's (a step past lo leaves lo's in place)
+            return v, n + 1, wolfe, jnp.where(too_long & (a_lo > 0), g_kept, g)
 
         def next_trial(v, n) -> Scalar:
             a_lo, a_hi = v[_A_LO], v[_A_HI]
@@ -98,18 +100,19 @@ class Zoom(AbstractLineSearch):
             return ~done & (n < self.max_steps) & ~collapsed & ~_hopeless(v, f0, dphi0, eps(x))
 
         def body(carry):
-            v, n, _, g_lo, _ = carry
+            v, n, _, g_kept = carry
             a = next_trial(v, n)
             f, g, d = evaluate(f_and_g, x, p, a)
-            return update(v, n, g_lo, a, f, g, d)
+            return update(v, n, g_kept, a, f, g, d)
 
         zero, inf = jnp.zeros((), x.dtype), jnp.array(jnp.inf, x.dtype)
         start = (pack_scalars(zero, f0, dphi0, inf, inf, zero, zero, f0), jnp.array(0, jnp.int32),
-                 jnp.array(False), g0, g0)
-        v, n, done, g_lo, g = lax.while_loop(cond, body, start)
+                 jnp.array(False), g0)
+        v, n, done, g = lax.while_loop(cond, body, start)
         # success: lo is the Wolfe point; failure: lo if it decreased f, else last trial
+        # (a Wolfe point decreased f, so `done` implies `a_lo > 0`; `g` is the one chosen)
         use_lo = done | (v[_A_LO] > 0)
-        return best_or_last(use_lo, (v[_A_LO], v[_F_LO], g_lo), (v[_A], v[_F], g), done, n)
+        return best_or_last(use_lo, (v[_A_LO], v[_F_LO], g), (v[_A], v[_F], g), done, n)
 
 
 def _hopeless(v, f0, dphi0, epsilon):
