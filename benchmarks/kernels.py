@@ -146,6 +146,20 @@ def _cases(batch: int | None):
     return cases
 
 
+def compiled_cases(batch: int | None, repeats: int):
+    """`(name, compiled solve, start, steady seconds)` for each case (`_cases`), one at a
+    time: compiled, called once, then timed (the median of `repeats` calls)."""
+    for name, (solve, x0) in _cases(batch).items():
+        compiled = jax.jit(solve).lower(x0).compile()
+        jax.block_until_ready(compiled(x0))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(x0))
+            times.append(time.perf_counter() - start)
+        yield name, compiled, x0, float(np.median(times))
+
+
 def _threshold_cases():
     """Solves on either side of `SEQUENTIAL_BYTES` (float64): L-BFGS-B on HS4 with 4 and 5
     pairs (its `2m x 2m` matrices 512 and 800 bytes), BFGS on Rosenbrock n = 8 and 9
@@ -250,15 +264,8 @@ def main(argv=None) -> None:
         else:
             _print_threshold(result)
         return
-    for name, (solve, x0) in _cases(opts.vmap).items():
-        compiled = jax.jit(solve).lower(x0).compile()
-        jax.block_until_ready(compiled(x0))
-        times = []
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(x0))
-            times.append(time.perf_counter() - start)
-        print(f"{name}{f', vmap over {opts.vmap}' if opts.vmap else ''}: steady {np.median(times) * 1e3:.3f} ms")
+    for name, compiled, _, steady in compiled_cases(opts.vmap, opts.repeats):
+        print(f"{name}{f', vmap over {opts.vmap}' if opts.vmap else ''}: steady {steady * 1e3:.3f} ms")
         print("\n".join("  " + line for line in loop_tree(compiled.as_text())), flush=True)
 
 

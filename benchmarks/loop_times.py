@@ -19,13 +19,11 @@ import glob
 import gzip
 import json
 import tempfile
-import time
 
 import jax
-import numpy as np
 
 from .hlo import parse
-from .kernels import _FREE, _NESTING, _ROLES, _cases
+from .kernels import _FREE, _NESTING, _ROLES, compiled_cases
 
 # kernels: instructions that run a thunk of their own (not a loop, branch or call, whose
 # events span those of what they run)
@@ -105,17 +103,10 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="calls traced (and timed) per case")
     opts = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    for name, (solve, x0) in _cases(opts.vmap).items():
-        compiled = jax.jit(solve).lower(x0).compile()
-        jax.block_until_ready(compiled(x0))
-        times = []
-        for _ in range(opts.repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(x0))
-            times.append(time.perf_counter() - start)
+    for name, compiled, x0, steady in compiled_cases(opts.vmap, opts.repeats):
         micros, calls = thunk_events(compiled, x0, opts.repeats)
         batch = f", vmap over {opts.vmap}" if opts.vmap else ""
-        print(f"{name}{batch}: steady {np.median(times) * 1e3:.3f} ms (without the profiler)")
+        print(f"{name}{batch}: steady {steady * 1e3:.3f} ms (without the profiler)")
         for line in loop_times(compiled.as_text(), micros, calls, opts.repeats):
             print("  " + line)
 
