@@ -41,6 +41,19 @@ def _cases():
     def ineq071(x):
         return jnp.stack([jnp.prod(x) - 25.0])
 
+    def scaled_rosenbrock(x, a):
+        return jnp.sum(a * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+    def linear(x, c, r):
+        return c @ x
+
+    def disk(x, c, r):
+        return jnp.stack([r**2 - x @ x])
+
+    def nearest_on_disk(r):  # min c.x, |x| <= r: x* = -r c / |c|
+        return jm.minimize(linear, jnp.array([0.1, -0.1]), jm.SQP(), args=(jnp.array([3.0, -4.0]), r),
+                           ineq=disk).x
+
     x71 = jnp.array([1.0, 5.0, 5.0, 1.0])
     return {
         "SQP HS71 (n=4, eq, ineq, bounds)": lambda: jm.minimize(hs071, x71, jm.SQP(), eq=eq071, ineq=ineq071,
@@ -50,6 +63,9 @@ def _cases():
         "LBFGS Rosenbrock n=10": lambda: jm.minimize(rosenbrock, jnp.zeros(10), jm.LBFGS()),
         "NewtonCG Rosenbrock n=10": lambda: jm.minimize(rosenbrock, jnp.zeros(10), jm.NewtonCG()),
         "LBFGS Rosenbrock n=1000": lambda: jm.minimize(rosenbrock, jnp.zeros(1000), jm.LBFGS()),
+        "SQP disk n=2, jax.jacfwd of x* w.r.t. r": lambda: jax.jacfwd(nearest_on_disk)(2.0),
+        "LBFGS Rosenbrock n=10, jax.jacfwd w.r.t. its scale": lambda: jax.jacfwd(
+            lambda a: jm.minimize(scaled_rosenbrock, jnp.zeros(10), jm.LBFGS(), args=(a,)).x)(100.0),
     }
 
 
@@ -68,12 +84,12 @@ def main(argv=None) -> None:
     for name, solve in _cases().items():
         _EVENTS.clear()
         start = time.perf_counter()
-        jax.block_until_ready(solve().x)
+        jax.block_until_ready(solve())
         first = time.perf_counter() - start
         times = []
         for _ in range(opts.repeats):
             start = time.perf_counter()
-            jax.block_until_ready(solve().x)
+            jax.block_until_ready(solve())
             times.append(time.perf_counter() - start)
         phases = " | ".join(f"{_EVENTS[key]:.2f} s" for key in _PHASES.values())
         print(f"| {name} | {first:.2f} s | {phases} | {np.median(times) * 1e3:.2f} ms |", flush=True)

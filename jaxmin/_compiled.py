@@ -9,9 +9,11 @@ hyperparameter compiles nothing and can be differentiated; ints, bools and other
 objects are structure (a new value compiles anew).
 """
 
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._captured import referenced_arrays
@@ -103,22 +105,63 @@ def _for_size(program: Program, x0, dynamic: list, static_leaves: tuple) -> Call
     """`small` for at most `SMALL_PROBLEM` unknowns and `SMALL_DATA` numbers in the
     problem's arrays (`dynamic`, and the arrays its functions capture or name as
     globals: such data is compiled into the program as constants) on the CPU backend,
-    called outside any trace (JAX takes compiler options only on a top-level `jit`;
-    under `jit`, `vmap` or `grad` the solve is part of the caller's program); `tiny` for
-    at most `TINY_PROBLEM` unknowns and `TINY_DATA` numbers."""
-    size = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(x0))
-    if size > SMALL_PROBLEM or jax.default_backend() != "cpu" or not _outside_traces():
+    where the solve is compiled as a program of its own (`_compiled_on_its_own`) and is
+    not a batch of solves; `tiny` for at most `TINY_PROBLEM` unknowns and `TINY_DATA`
+    numbers.
+
+    A batch (an eager `vmap` over `x0` or the problem's arrays) compiles with the
+    default options, as under `jit`: its members then equal their own jitted solves,
+    and a warm start under `vmap` resumes exactly (with the small-problem options it
+    differed from the uninterrupted batch in the last bits)."""
+    if jax.default_backend() != "cpu" or not _compiled_on_its_own():
+        return program.default
+    size = sum(_member_size(leaf) for leaf in jax.tree.leaves(x0))
+    if size > SMALL_PROBLEM or any(_batched(leaf) for leaf in [*jax.tree.leaves(x0), *dynamic]):
         return program.default
     held = referenced_arrays([leaf for leaf in static_leaves if callable(leaf)])
-    data = sum(int(np.size(leaf)) for leaf in [*dynamic, *held] if leaf is not None)
+    data = sum(_member_size(leaf) for leaf in [*dynamic, *held] if leaf is not None)
     if data > SMALL_DATA:
         return program.default
     return program.tiny if size <= TINY_PROBLEM and data <= TINY_DATA else program.small
 
 
-def _outside_traces() -> bool:
-    try:
-        from jax._src.core import trace_state_clean
-    except ImportError:  # (a JAX without it: the default compilation)
+def _compiled_on_its_own() -> bool:
+    """Whether a `jit` called here is compiled as a top-level program, which takes
+    compiler options: outside any trace, or inside eager `jax.jvp`, `jax.jacfwd` and
+    `jax.vmap` alone (each re-binds the jitted solve, transformed, one level up;
+    `jacfwd` is a `vmap` of `jvp` over the tangents). Under a
+    staging trace (the caller's `jit`, `grad` and `jacrev`'s linearisation, a `lax` loop)
+    the solve becomes part of the caller's program, which takes none."""
+    if _EAGER is None:  # (a JAX without them: the default compilation)
         return False
-    return trace_state_clean()
+    trace = _trace_ctx.trace
+    while isinstance(trace, _EAGER):
+        trace = trace.parent_trace
+    return isinstance(trace, _EvalTrace)
+
+
+def _member_size(leaf) -> int:
+    """The numbers in `leaf` as the solve sees it (one member's, under `vmap`)."""
+    return math.prod(jnp.shape(leaf))
+
+
+def _batched(leaf) -> bool:
+    """Whether `leaf` stands for a batch of values (an eager `vmap` over it): `jvp`'s
+    primal, or `vmap`'s value, holds more numbers than the solve sees."""
+    inner = leaf
+    while _EAGER is not None and isinstance(inner, (_BatchTracer, _JVPTracer)):
+        inner = inner.val if isinstance(inner, _BatchTracer) else inner.primal
+    return inner is not leaf and _member_size(inner) > _member_size(leaf)
+
+
+try:  # JAX's trace stack: which transformations the call sits in
+    from jax._src.core import EvalTrace as _EvalTrace
+    from jax._src.core import trace_ctx as _trace_ctx
+    from jax._src.interpreters.ad import JVPTrace as _JVPTrace
+    from jax._src.interpreters.ad import JVPTracer as _JVPTracer
+    from jax._src.interpreters.batching import BatchTrace as _BatchTrace
+    from jax._src.interpreters.batching import BatchTracer as _BatchTracer
+
+    _EAGER = (_JVPTrace, _BatchTrace)
+except ImportError:
+    _EAGER = None

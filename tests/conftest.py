@@ -1,7 +1,9 @@
 import gc
+import json
 import os
 import shutil
 import tempfile
+import time
 import zlib
 
 import jax
@@ -98,3 +100,37 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+# Where a test's time goes (issue 14): with `JAXMIN_TEST_PHASES=FILE` set, each test
+# appends one JSON line to FILE: its wall time (setup, which includes module fixtures
+# computed for it, call and teardown) and JAX's seconds of tracing, lowering and XLA
+# compilation within it, by the event names of JAX's `/jax/core/compile/*` monitoring
+# events (a subprocess's compilations are not counted, except that the sharded suite's
+# pytest writes its own tests' lines). `python -m benchmarks.test_phases FILE` sums them
+# by module and lists the tests that compile most.
+_PHASES_FILE = os.environ.get("JAXMIN_TEST_PHASES")
+_PHASE_SECONDS: dict = {}
+
+
+def _record_phase(event, seconds, **_):
+    name = event.rsplit("/", 1)[-1]
+    _PHASE_SECONDS[name] = _PHASE_SECONDS.get(name, 0.0) + seconds
+
+
+if _PHASES_FILE:
+    jax.monitoring.register_event_duration_secs_listener(_record_phase)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _PHASES_FILE:
+        yield
+        return
+    before, start = dict(_PHASE_SECONDS), time.perf_counter()
+    yield
+    record = {"test": item.nodeid, "wall": round(time.perf_counter() - start, 3)}
+    record.update({name: round(total - before.get(name, 0.0), 3) for name, total in _PHASE_SECONDS.items()
+                   if total > before.get(name, 0.0)})
+    with open(_PHASES_FILE, "a") as out:  # (one short line per write: workers may share FILE)
+        out.write(json.dumps(record) + "\n")

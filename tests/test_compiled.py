@@ -1,6 +1,7 @@
 """The compile options of a direct call, chosen by the problem's size: the unknowns, and
 the numbers in its arrays, those passed as arguments and those its functions hold."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -41,6 +42,52 @@ def test_data_a_function_holds_counts():
     lam = 0.5
     assert _pick(jnp.zeros(3), functions=[lambda x: lam * jnp.sum(x)]) == "tiny"
 
+
+
+def test_eager_jvp_and_vmap_compile_on_their_own_and_a_batch_is_seen():
+    # JAX re-binds a jitted solve under eager `jvp`/`jacfwd`/`vmap` one level up, as a
+    # top-level program (compiler options allowed); `jit` and the linearisation of
+    # `grad`/`jacrev` stage it into the caller's program (options refused)
+    seen = {}
+
+    def probe(name):
+        def f(x, y):
+            seen[name] = (_compiled._compiled_on_its_own(), _compiled._batched(x), _compiled._batched(y))
+            return jnp.sum(x**2) * y
+        return f
+
+    x, y = jnp.zeros((8, 3)), jnp.asarray(2.0)
+    jax.vmap(probe("vmap"), (0, None))(x, y)
+    jax.jvp(probe("jvp"), (x, y), (x, y))
+    jax.jacfwd(probe("jacfwd"))(x[0], y)  # (a vmap of jvp over the tangents: x is not a batch)
+    jax.vmap(jax.jacfwd(probe("vmap-jacfwd")), (0, None))(x, y)
+    jax.jit(probe("jit"))(x, y)
+    jax.jit(jax.vmap(probe("jit-vmap"), (0, None)))(x, y)
+    jax.vmap(jax.jit(probe("vmap-jit")), (0, None))(x, y)
+    jax.grad(probe("grad"))(x, y)
+    jax.jacrev(probe("jacrev"))(x[0], y)
+    assert seen == {"vmap": (True, True, False), "jvp": (True, False, False), "jacfwd": (True, False, False),
+                    "vmap-jacfwd": (True, True, False), "jit": (False, False, False),
+                    "jit-vmap": (False, True, False), "vmap-jit": (False, False, False),
+                    "grad": (False, False, False), "jacrev": (False, False, False)}
+
+
+def test_a_solve_under_eager_jacfwd_takes_the_small_problem_options_and_a_batch_the_default(monkeypatch):
+    chosen = []
+    pick = _compiled._for_size
+
+    def spy(program, *rest):
+        out = pick(program, *rest)
+        chosen.append(next(name for name in program._fields if getattr(program, name) is out))
+        return out
+
+    monkeypatch.setattr(_compiled, "_for_size", spy)
+    solve = lambda a: jm.minimize(lambda x, a: jnp.sum((x - a) ** 2), jnp.zeros(2), jm.LBFGS(), args=(a,)).x  # noqa: E731
+    np.testing.assert_allclose(jax.jacfwd(solve)(jnp.array([1.0, 2.0])), np.eye(2), rtol=1e-10)
+    np.testing.assert_allclose(jax.jvp(solve, (jnp.ones(2),), (jnp.ones(2),))[1], np.ones(2), rtol=1e-10)
+    np.testing.assert_allclose(jax.vmap(solve)(jnp.ones((3, 2))), np.ones((3, 2)), rtol=1e-10)
+    np.testing.assert_allclose(jax.grad(lambda a: solve(a).sum())(jnp.ones(2)), np.ones(2), rtol=1e-10)
+    assert chosen == ["tiny", "tiny", "default", "default"]
 
 # PjRt's CPU client runs a program in the calling thread only where XLA's cost analysis
 # estimates it below 1000 flops; every call of a larger one is handed to a thread pool,
