@@ -129,14 +129,14 @@ def _compiled_on_its_own() -> bool:
     """Whether a `jit` called here is compiled as a top-level program, which takes
     compiler options: outside any trace, or inside eager `jax.jvp`, `jax.jacfwd` and
     `jax.vmap` alone (each re-binds the jitted solve, transformed, one level up;
-    `jacfwd` is a `vmap` of `jvp` over the tangents). Under a
-    staging trace (the caller's `jit`, `grad` and `jacrev`'s linearisation, a `lax` loop)
-    the solve becomes part of the caller's program, which takes none."""
+    `jacfwd` is a `vmap` of `jvp` over the tangents). Under a staging trace (the
+    caller's `jit`, `grad` and `jacrev`'s linearisation, a `lax` loop) the solve becomes
+    part of the caller's program, which takes none."""
     if _EAGER is None:  # (a JAX without them: the default compilation)
         return False
     trace = _trace_ctx.trace
     while isinstance(trace, _EAGER):
-        trace = trace.parent_trace
+        trace = getattr(trace, "parent_trace", None)  # (a JAX without it: not on its own)
     return isinstance(trace, _EvalTrace)
 
 
