@@ -18,6 +18,18 @@ import numpy as np
 
 from ._captured import referenced_arrays
 
+try:  # JAX's trace stack: which transformations the call sits in
+    from jax._src.core import EvalTrace as _EvalTrace
+    from jax._src.core import trace_ctx as _trace_ctx
+    from jax._src.interpreters.ad import JVPTrace as _JVPTrace
+    from jax._src.interpreters.ad import JVPTracer as _JVPTracer
+    from jax._src.interpreters.batching import BatchTrace as _BatchTrace
+    from jax._src.interpreters.batching import BatchTracer as _BatchTracer
+
+    _EAGER = (_JVPTrace, _BatchTrace)
+except ImportError:
+    _EAGER = None
+
 # At most this many unknowns, and this many numbers in all the problem's arrays (x0,
 # args, bounds, hyperparameters, and what its functions hold), jaxmin's own jit compiles without XLA:CPU's fusion
 # emitters: the first call (mostly XLA compilation of many small kernels) takes 20-50%
@@ -152,16 +164,3 @@ def _batched(leaf) -> bool:
     while _EAGER is not None and isinstance(inner, (_BatchTracer, _JVPTracer)):
         inner = inner.val if isinstance(inner, _BatchTracer) else inner.primal
     return inner is not leaf and _member_size(inner) > _member_size(leaf)
-
-
-try:  # JAX's trace stack: which transformations the call sits in
-    from jax._src.core import EvalTrace as _EvalTrace
-    from jax._src.core import trace_ctx as _trace_ctx
-    from jax._src.interpreters.ad import JVPTrace as _JVPTrace
-    from jax._src.interpreters.ad import JVPTracer as _JVPTracer
-    from jax._src.interpreters.batching import BatchTrace as _BatchTrace
-    from jax._src.interpreters.batching import BatchTracer as _BatchTracer
-
-    _EAGER = (_JVPTrace, _BatchTrace)
-except ImportError:
-    _EAGER = None

@@ -110,16 +110,11 @@ def _release_compiled_programs():
 # pytest writes its own tests' lines). `python -m benchmarks.test_phases FILE` sums them
 # by module and lists the tests that compile most.
 _PHASES_FILE = os.environ.get("JAXMIN_TEST_PHASES")
-_PHASE_SECONDS: dict = {}
+if _PHASES_FILE:  # (the seconds per event, as `benchmarks.first_calls` collects them)
+    from benchmarks.first_calls import _EVENTS as _PHASE_SECONDS
+    from benchmarks.first_calls import _listen
 
-
-def _record_phase(event, seconds, **_):
-    name = event.rsplit("/", 1)[-1]
-    _PHASE_SECONDS[name] = _PHASE_SECONDS.get(name, 0.0) + seconds
-
-
-if _PHASES_FILE:
-    jax.monitoring.register_event_duration_secs_listener(_record_phase)
+    jax.monitoring.register_event_duration_secs_listener(_listen)
 
 
 @pytest.hookimpl(hookwrapper=True)
